@@ -1,0 +1,89 @@
+"""Configuration of the decay linear-attention language model (a transformers PretrainedConfig)."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from decaylab.decay import DecaySpec
+
+
+class DecayLinearConfig(PretrainedConfig):
+    """The testbed model of the paper with one point of the decay design space.
+
+    Size: ``hidden_size`` d, ``num_hidden_layers`` L, ``num_heads`` H of width ``head_dim``
+    (K = V = head_dim; H defaults to d / head_dim), SwiGLU width ``intermediate_size``.
+    Decay axes: ``decay``, ``decay_granularity``, ``share_decay_key``, ``positional`` (see
+    :mod:`decaylab.decay.spec`); ``decay_rank`` is the rank e of the vector decay projection
+    d → e → H·K and ``gate_rank`` that of the output gate d → e → d. Invalid combinations
+    raise ``ValueError`` here, naming the fields.
+    """
+
+    model_type = "decaylab-linear"
+
+    def __init__(
+        self,
+        vocab_size: int = 8192,
+        hidden_size: int = 256,
+        num_hidden_layers: int = 4,
+        num_heads: int | None = None,
+        head_dim: int = 64,
+        intermediate_size: int = 688,
+        decay: str = "sd-0.99",
+        decay_granularity: str = "vector",
+        share_decay_key: bool = False,
+        positional: str = "none",
+        decay_rank: int = 16,
+        gate_rank: int = 16,
+        rope_theta: float = 10000.0,
+        rms_norm_eps: float = 1e-6,
+        initializer_range: float = 0.02,
+        backend: str = "auto",
+        tie_word_embeddings: bool = False,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_heads = num_heads if num_heads is not None else max(hidden_size // head_dim, 1)
+        self.head_dim = head_dim
+        self.intermediate_size = intermediate_size
+        self.decay = decay
+        self.decay_granularity = decay_granularity
+        self.share_decay_key = share_decay_key
+        self.positional = positional
+        self.decay_rank = decay_rank
+        self.gate_rank = gate_rank
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        self.backend = backend
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.validate_design()
+
+    @property
+    def decay_spec(self) -> DecaySpec:
+        return DecaySpec(self.decay, self.decay_granularity, bool(self.share_decay_key), self.positional)
+
+    def validate_design(self) -> None:
+        """Raise ``ValueError`` naming every offending field."""
+        problems = self.decay_spec.problems()
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "head_dim",
+                     "intermediate_size", "decay_rank", "gate_rank"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name}={value!r} must be a positive integer")
+        if self.positional == "rope" and self.head_dim % 2:
+            problems.append(f"positional='rope' needs an even head_dim, got head_dim={self.head_dim}")
+        from decaylab.ops import BACKENDS
+
+        if self.backend not in BACKENDS:
+            problems.append(f"backend={self.backend!r} must be one of {BACKENDS}")
+        if problems:
+            raise ValueError("DecayLinearConfig: " + "; ".join(problems))
+
+    @property
+    def decay_channels_per_head(self) -> int:
+        """Decays per head: 1 (scalar), K (vector) or K/2 (vector with RoPE: one per rotated pair)."""
+        if self.decay_granularity == "scalar":
+            return 1
+        return self.head_dim // 2 if self.positional == "rope" else self.head_dim
