@@ -1,6 +1,7 @@
 """Decay parameterizations (one module each), their registry, and the spec of the four axes."""
 
-from decaylab.decay import cumulative, fixed, gla, hgrn2, mamba2, simple  # noqa: F401  (registers)
+# Registration order is the order of the paper's table: Mamba2, GLA, HGRN2, LightNet/LSSP, TNL, SD.
+from decaylab.decay import mamba2, gla, hgrn2, cumulative, fixed, simple  # noqa: F401,I001  (registers)
 from decaylab.decay.base import DECAYS, Decay, DecayContext, register
 from decaylab.decay.hgrn2 import LayerLowerBounds
 from decaylab.decay.spec import (

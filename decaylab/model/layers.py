@@ -68,6 +68,21 @@ class DecayLinearAttention(nn.Module):
             cache["decay"] = state
         return g
 
+    def decay_and_key(self, x, mask=None, cache=None, lower_bound=None, cu_seqlens=None):
+        """Log decay g (float32; [B, T, H] scalar, [B, T, H, K'] vector, before any positional
+        expansion) and the key k [B, T, H, K] (SiLU(x W_k), or derived from the decay when shared)."""
+        B, T, _ = x.shape
+        H, K = self.H, self.K
+        if self.spec.share_decay_key:
+            f = self.k_proj(x)
+            g = self._log_decay(f, mask, cache, lower_bound, cu_seqlens, (B, T))
+            k = self.decay.shared_key(f, g).to(x.dtype).view(B, T, H, K)
+        else:
+            k = F.silu(self.k_proj(x)).view(B, T, H, K)
+            f = None if self.f_proj is None else self.f_proj(x)
+            g = self._log_decay(f, mask, cache, lower_bound, cu_seqlens, (B, T))
+        return (g.view(B, T, H, -1) if self.spec.vector else g.view(B, T, H)), k
+
     def forward(
         self,
         x: torch.Tensor,
@@ -88,15 +103,7 @@ class DecayLinearAttention(nn.Module):
 
         q = F.silu(self.q_proj(x)).view(B, T, H, K)
         v = self.v_proj(x).view(B, T, H, K)
-        if self.spec.share_decay_key:
-            f = self.k_proj(x)
-            g = self._log_decay(f, mask, cache, lower_bound, cu_seqlens, (B, T))
-            k = self.decay.shared_key(f, g).to(x.dtype).view(B, T, H, K)
-        else:
-            k = F.silu(self.k_proj(x)).view(B, T, H, K)
-            f = None if self.f_proj is None else self.f_proj(x)
-            g = self._log_decay(f, mask, cache, lower_bound, cu_seqlens, (B, T))
-        g = g.view(B, T, H) if not self.spec.vector else g.view(B, T, H, -1)
+        g, k = self.decay_and_key(x, mask, cache, lower_bound, cu_seqlens)
 
         if self.spec.positional == "rope":
             cos, sin = rotary_angles(positions, K, self.rope_theta)

@@ -1,0 +1,1 @@
+"""Small subcommands that belong to no single pipeline stage."""
