@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SCALAR_CHUNK = 64
-VECTOR_CHUNK = 16  # the intra-chunk decay tensor is [C, C, K] per chunk: keep C small
+CHUNK = 64
+SUB_CHUNK = 8  # vector decay: exact pairwise decays only inside sub-chunks of this size
 
 
 def _segment_sums(g: torch.Tensor, vector: bool) -> torch.Tensor:
@@ -26,17 +26,39 @@ def _segment_sums(g: torch.Tensor, vector: bool) -> torch.Tensor:
 
     g: [..., C] (scalar) or [..., C, K] (vector, returned as [..., C, C, K]).
     """
-    if vector:
-        g = g.transpose(-1, -2)  # [..., K, C]
-    C = g.shape[-1]
-    rows = g[..., :, None].expand(*g.shape, C)  # rows[..., m, j] = g_m
-    strictly_below = torch.ones(C, C, dtype=torch.bool, device=g.device).tril(-1)
-    seg = rows.masked_fill(~strictly_below, 0).cumsum(dim=-2)  # seg[i, j] = Σ_{j<m≤i} g_m
-    on_or_below = torch.ones(C, C, dtype=torch.bool, device=g.device).tril()
-    seg = seg.masked_fill(~on_or_below, float("-inf"))
-    if vector:
-        seg = seg.permute(*range(seg.dim() - 3), -2, -1, -3)  # [..., C, C, K]
-    return seg
+    if not vector:
+        return _segment_sums(g[..., None], vector=True)[..., 0]
+    C = g.shape[-2]
+    strictly_below = torch.ones(C, C, dtype=torch.bool, device=g.device).tril(-1)[:, :, None]
+    rows = g[..., :, None, :].expand(*g.shape[:-2], C, C, g.shape[-1])  # rows[m, j] = g_m
+    seg = rows.masked_fill(~strictly_below, 0).cumsum(dim=-3)  # seg[i, j] = Σ_{j<m≤i} g_m
+    on_or_below = torch.ones(C, C, dtype=torch.bool, device=g.device).tril()[:, :, None]
+    return seg.masked_fill(~on_or_below, float("-inf"))
+
+
+def _vector_scores(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, sub: int) -> torch.Tensor:
+    """A[i, j] = Σ_k q_ik k_jk exp(Σ_{j<m≤i} g_mk) for j ≤ i, else 0. q, k, g: [..., C, K] → [..., C, C].
+
+    The chunk is split into P sub-chunks of ``sub`` tokens. Inside a sub-chunk the decay tensor
+    [sub, sub, K] is formed exactly. For i in sub-chunk p and j in an earlier sub-chunk r the
+    exponent splits into three direct sums, each ≤ 0: (start of p … i) on the query side,
+    (j … end of r) + (sub-chunks strictly between r and p) on the key side — so that part is a
+    matrix product.
+    """
+    *lead, C, K = q.shape
+    P = C // sub
+    qs, ks, gs = (x.reshape(*lead, P, sub, K) for x in (q, k, g))
+    within = gs.cumsum(dim=-2)  # Σ_{start of p ≤ m ≤ i} g_m
+    to_end = _suffix_sums(gs, dim=-2)  # Σ_{j < m ≤ end of r} g_m
+    between = _segment_sums(within[..., -1, :], vector=True)  # [..., P, P, K]: Σ_{r<s≤p} totals
+    between = torch.cat([torch.full_like(between[..., :1, :, :], float("-inf")), between[..., :-1, :, :]], dim=-3)
+    key_side = (ks[..., None, :, :, :] * (to_end[..., None, :, :, :] + between[..., :, :, None, :]).exp())
+    cross = (qs * within.exp()) @ key_side.reshape(*lead, P, C, K).transpose(-1, -2)  # [..., P, sub, C]
+    pairwise = _segment_sums(gs, vector=True).exp()  # [..., P, sub, sub, K]
+    inner = torch.einsum("...pik,...pijk->...pij", qs, pairwise * ks[..., None, :, :])  # [..., P, sub, sub]
+    diagonal = torch.eye(P, dtype=q.dtype, device=q.device)[:, None, :, None]  # block p of row-block p
+    scores = cross.reshape(*lead, P, sub, P, sub) + inner[..., :, :, None, :] * diagonal
+    return scores.reshape(*lead, C, C)
 
 
 def _suffix_sums(g: torch.Tensor, dim: int) -> torch.Tensor:
@@ -51,7 +73,7 @@ def _chunk_dense(q, k, v, g, scale, initial_state, chunk_size):
     V = v.shape[-1]
     vector = g.dim() == 4
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-    C = chunk_size or (VECTOR_CHUNK if vector else SCALAR_CHUNK)
+    C = chunk_size or CHUNK
     if T == 0:
         state = q.new_zeros(B, H, K, V, dtype=acc) if initial_state is None else initial_state.to(acc)
         return v.new_zeros(B, 0, H, V, dtype=acc), state
@@ -68,14 +90,12 @@ def _chunk_dense(q, k, v, g, scale, initial_state, chunk_size):
     q, k, v, g = (to_chunks(x) for x in (q, k, v, g))  # q [B,H,N,C,K], g [B,H,N,C(,K)]
     prefix = g.cumsum(dim=3)  # Σ_{m≤i} g_m within the chunk
     suffix = _suffix_sums(g, dim=3)  # Σ_{m>j} g_m within the chunk
-    seg_decay = _segment_sums(g, vector).exp()  # [B,H,N,C,C(,K)], 0 above the diagonal
-
     if vector:
-        scores = torch.einsum("bhnik,bhnijk,bhnjk->bhnij", q, seg_decay, k)
+        scores = _vector_scores(q, k, g, SUB_CHUNK if C % SUB_CHUNK == 0 else 1)
         q_in, k_out = q * prefix.exp(), k * suffix.exp()
         chunk_decay = prefix[:, :, :, -1].exp()[..., None]  # [B,H,N,K,1]
     else:
-        scores = (q @ k.transpose(-1, -2)) * seg_decay
+        scores = (q @ k.transpose(-1, -2)) * _segment_sums(g, vector).exp()
         q_in, k_out = q * prefix.exp()[..., None], k * suffix.exp()[..., None]
         chunk_decay = prefix[:, :, :, -1].exp()[..., None, None]  # [B,H,N,1,1]
     o = scores @ v
@@ -104,7 +124,7 @@ def chunk_decay_linear_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunkwise backend; arguments as :func:`decaylab.ops.decay_linear_attention`.
 
-    ``chunk_size`` defaults to 64 for scalar decay and 16 for vector decay.
+    ``chunk_size`` defaults to 64.
     """
     if cu_seqlens is None:
         o, final = _chunk_dense(q, k, v, log_decay, scale, initial_state, chunk_size)
