@@ -14,8 +14,12 @@ All arithmetic is float32 (float64 for float64 inputs) whatever the input dtype.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+from decaylab.ops.varlen import per_sequence
 
 CHUNK = 64
 SUB_CHUNK = 8  # vector decay: exact pairwise decays only inside sub-chunks of this size
@@ -129,14 +133,6 @@ def chunk_decay_linear_attention(
     if cu_seqlens is None:
         o, final = _chunk_dense(q, k, v, log_decay, scale, initial_state, chunk_size)
         return o.to(v.dtype), final if output_final_state else None
-    bounds = cu_seqlens.tolist()
-    outs, finals = [], []
-    for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
-        h0 = None if initial_state is None else initial_state[n : n + 1]
-        o, final = _chunk_dense(
-            q[:, start:end], k[:, start:end], v[:, start:end], log_decay[:, start:end], scale, h0, chunk_size
-        )
-        outs.append(o)
-        finals.append(final)
-    o = torch.cat(outs, dim=1).to(v.dtype)
-    return o, torch.cat(finals) if output_final_state else None
+    dense = functools.partial(_chunk_dense, chunk_size=chunk_size)
+    o, final = per_sequence(dense, q, k, v, log_decay, scale, initial_state, output_final_state, cu_seqlens)
+    return o.to(v.dtype), final

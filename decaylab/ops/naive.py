@@ -12,7 +12,11 @@ dtype of ``v``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+from decaylab.ops.varlen import per_sequence
 
 
 def recurrent_step(
@@ -48,18 +52,8 @@ def naive_decay_linear_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the recurrence over time. Shapes as in :func:`decaylab.ops.decay_linear_attention`."""
     if cu_seqlens is not None:
-        bounds = cu_seqlens.tolist()
-        outs, finals = [], []
-        for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
-            h0 = None if initial_state is None else initial_state[n : n + 1]
-            o, s = naive_decay_linear_attention(
-                q[:, start:end], k[:, start:end], v[:, start:end], log_decay[:, start:end],
-                scale, h0, output_final_state,
-            )
-            outs.append(o)
-            finals.append(s)
-        final = torch.cat(finals) if output_final_state else None
-        return torch.cat(outs, dim=1), final
+        dense = functools.partial(naive_decay_linear_attention, output_final_state=True)
+        return per_sequence(dense, q, k, v, log_decay, scale, initial_state, output_final_state, cu_seqlens)
 
     B, T, H, K = q.shape
     V = v.shape[-1]
