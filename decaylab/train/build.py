@@ -1,0 +1,36 @@
+"""What a run trains: the model and the data named by ``TrainConfig.model`` and ``TrainConfig.data``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from decaylab.train.config import ConfigError
+
+
+def open_datasets(spec: dict, progress: bool) -> tuple[Any, Any]:
+    """The (train, val) splits of the dataset ``spec`` names.
+
+    With ``spec["source"]`` set, the dataset is first prepared into ``spec["dir"]`` (idempotent,
+    and safe to call from every process at once); otherwise ``spec["dir"]`` must hold one.
+    Corrupt or mismatched data raises here, before any training."""
+    from decaylab.data import TokenDataset, prepare_dataset
+
+    path = Path(spec["dir"])
+    if spec["source"] is not None:
+        path = prepare_dataset(spec["source"], path, vocab_size=spec["vocab_size"], seed=spec["seed"], progress=progress)
+    return TokenDataset.open(path, "train"), TokenDataset.open(path, "val")
+
+
+def make_model(spec: dict, vocab_size: int) -> nn.Module:
+    """The causal LM of ``spec`` (size, arch, overrides) with the dataset's vocabulary size."""
+    from decaylab.model import build_model, make_config
+
+    overrides = dict(spec["overrides"])
+    if overrides.setdefault("vocab_size", vocab_size) != vocab_size:
+        raise ConfigError(
+            f"model.overrides.vocab_size={overrides['vocab_size']} does not match the dataset's vocab_size={vocab_size}"
+        )
+    return build_model(make_config(spec["size"], spec["arch"], **overrides))

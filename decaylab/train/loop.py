@@ -1,0 +1,316 @@
+"""The training loop.
+
+For optimizer step ``s`` (0-based) with learning rate ``lr(s)``, every process ``r`` of ``W``
+takes ``A`` micro-batches; micro-batch ``m`` is shard ``m·W + r`` of the global batch of step
+``s``, which depends on ``(seed, s)`` only. The step minimizes the mean token cross-entropy
+over the global batch of ``micro_batch_size · A · W`` sequences:
+
+    loss(s)  = 1/(A·W) Σ_{r,m} CE(model(x_{s,m,r}), y_{s,m,r})
+    g        = clip(∇loss(s), grad_clip)
+    θ       ← AdamW(θ, g, lr(s))
+
+Because the data of a step, the learning rate of a step and (on CPU) the arithmetic are pure
+functions of the step and the restored state, a run resumed from a checkpoint reproduces an
+uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from decaylab.train import build
+from decaylab.train.checkpoint import (
+    gather_model_state,
+    gather_optimizer_state,
+    latest_checkpoint,
+    load_checkpoint,
+    read_train_config,
+    restore_model_and_optimizer,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_text_atomic,
+)
+from decaylab.train.config import ConfigError, TrainConfig
+from decaylab.train.distributed import (
+    Runtime,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    gather_objects,
+    gradient_sync,
+    init_runtime,
+    shutdown,
+    wrap_model,
+)
+from decaylab.train.metrics import MetricsLog
+from decaylab.train.optim import learning_rate, make_optimizer, set_learning_rate
+
+log = logging.getLogger(__name__)
+
+FINAL_FILE = "final.json"
+
+#: Fields that may differ between the run that wrote a checkpoint and the run resuming it: they
+#: change how the work is laid out or reported, not what is computed (the global batch is
+#: checked separately).
+RESUME_FREE_FIELDS = frozenset({
+    "run_dir", "progress", "tensorboard", "log_every", "ckpt_every", "keep_checkpoints",
+    "parallel", "micro_batch_size", "grad_accum", "device", "precision",
+})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the last good checkpoint is kept."""
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume, or skip a finished run) as ``cfg`` says; return the final metrics.
+
+    Run under ``torchrun`` for several processes. The final metrics are also written to
+    ``run_dir/final.json``; a run whose ``final.json`` exists is not redone."""
+    rt = init_runtime(cfg.device)
+    try:
+        return _run(cfg, rt)
+    finally:
+        shutdown(rt)
+
+
+def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
+    session_start = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    final_path = run_dir / FINAL_FILE
+    finished = broadcast_object(json.loads(final_path.read_text()) if rt.is_main and final_path.is_file() else None)
+    if finished is not None:
+        log.info("%s exists: the run is finished, nothing to do", final_path)
+        return finished
+
+    train_data, val_data = build.open_datasets(cfg.data, progress=rt.is_main and cfg.progress)
+    _seed(cfg.seed)
+    model = build.make_model(cfg.model, train_data.vocab_size)
+    model_config = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    model = wrap_model(model.to(rt.device), cfg.parallel, rt)
+    optimizer = make_optimizer(model, cfg)
+    global_batch = cfg.micro_batch_size * cfg.grad_accum * rt.world_size
+    tokens_per_step = global_batch * cfg.seq_len
+    autocast = _autocast(cfg.precision, rt.device)
+
+    state = _resume(run_dir, cfg, rt, model, optimizer, global_batch)
+    start_step = state["step"]
+    if rt.is_main:
+        log.info("%s: %s parameters, %d processes (%s), global batch %d x %d tokens, %s at step %d",
+                 run_dir, f"{n_params:,}", rt.world_size, cfg.parallel, global_batch, cfg.seq_len,
+                 "resuming" if start_step else "starting", start_step)
+
+    metrics = MetricsLog(run_dir, start_step=start_step, enabled=rt.is_main, tensorboard=cfg.tensorboard)
+    bar = tqdm(total=cfg.steps, initial=start_step, unit="step", dynamic_ncols=True,
+               disable=not (rt.is_main and cfg.progress))
+    clock = state["clock"]
+    wall_base = clock["wall_time_s"]
+    window = {"tokens": 0, "seconds": 0.0}  # throughput since the last metrics record
+    model.train()
+    try:
+        for step in range(start_step, cfg.steps):
+            done = step + 1
+            lr = learning_rate(step, cfg)
+            set_learning_rate(optimizer, lr)
+            t0 = time.perf_counter()
+            loss, grad_norm = _forward_backward(model, train_data, step, cfg, rt, autocast)
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                raise TrainingDiverged(_divergence_message(done, loss, grad_norm, run_dir))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - t0
+            clock["train_time_s"] += seconds
+            window["tokens"] += tokens_per_step
+            window["seconds"] += seconds
+
+            record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                      "tokens": done * tokens_per_step,
+                      "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9)}
+            state["last"]["loss"] = loss
+            if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
+                batches = cfg.final_eval_batches if done == cfg.steps else cfg.eval_batches
+                record.update(evaluate(model, val_data, cfg.seq_len, cfg.eval_batch_size, batches, rt, autocast))
+                state["last"].update(val_loss=record["val_loss"], val_ppl=record["val_ppl"], val_step=done)
+            if done % cfg.log_every == 0 or "val_loss" in record:
+                metrics.write(record)
+                window = {"tokens": 0, "seconds": 0.0}
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}", lr=f"{lr:.2e}")
+            bar.update(1)
+
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                clock["wall_time_s"] = wall_base + time.perf_counter() - session_start
+                _save(run_dir, done, model, optimizer, model_config, cfg, rt, global_batch, state)
+    finally:
+        bar.close()
+        metrics.close()
+
+    final = {
+        "steps": cfg.steps,
+        "tokens": cfg.steps * tokens_per_step,
+        "val_loss": state["last"].get("val_loss"),
+        "val_ppl": state["last"].get("val_ppl"),
+        "train_loss": state["last"].get("loss"),
+        "wall_time_s": clock["wall_time_s"],
+        "train_time_s": clock["train_time_s"],
+        "tokens_per_s": cfg.steps * tokens_per_step / max(clock["train_time_s"], 1e-9),
+        "params": n_params,
+        "world_size": rt.world_size,
+    }
+    if rt.is_main:
+        write_text_atomic(final_path, json.dumps(final, indent=2) + "\n")
+    return broadcast_object(final)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``logits`` [B, T, V] (computed in float32) against ``targets`` [B, T]."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def _forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, rt: Runtime,
+                      autocast: Any) -> tuple[float, float]:
+    """Accumulate the gradient of the global-batch loss of ``step`` and clip it.
+
+    Returns (loss averaged over the global batch, gradient norm before clipping)."""
+    shards = cfg.grad_accum * rt.world_size
+    total = torch.zeros((), device=rt.device)
+    for micro in range(cfg.grad_accum):
+        inputs, targets = data.batch(step, cfg.micro_batch_size, cfg.seq_len, seed=cfg.seed,
+                                     rank=micro * rt.world_size + rt.rank, world_size=shards)
+        inputs, targets = inputs.to(rt.device), targets.to(rt.device)
+        with gradient_sync(model, enabled=micro == cfg.grad_accum - 1):
+            with autocast:
+                logits = model(input_ids=inputs).logits
+            loss = cross_entropy(logits, targets) / cfg.grad_accum
+            loss.backward()
+        total += loss.detach()
+    loss = all_reduce_sum(total).item() / rt.world_size
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+    if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
+        grad_norm = grad_norm.full_tensor()
+    return loss, grad_norm.item()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, seq_len: int, batch_size: int, max_batches: int | None = None,
+             rt: Runtime | None = None, autocast: Any = contextlib.nullcontext()) -> dict[str, float]:
+    """Token-averaged validation loss and perplexity over ``data.iter_eval`` batches.
+
+    With ``rt`` (several processes), processes take the batches in turn; every process runs the
+    same number of forward passes (FSDP2 and DDP communicate inside forward), a process with no
+    batch left in the last round repeating one with weight zero. Without it, one process on the
+    model's device."""
+    rt = rt or Runtime(0, 1, 0, next(model.parameters()).device, owns_process_group=False)
+    model.eval()
+    sums = torch.zeros(2, dtype=torch.float64, device=rt.device)  # (Σ token losses, tokens)
+    batches = iter(data.iter_eval(seq_len, batch_size, max_batches))
+    while group := [b for _, b in zip(range(rt.world_size), batches)]:
+        mine = rt.rank < len(group)
+        inputs, targets = (group[rt.rank] if mine else group[0])
+        inputs, targets = inputs.to(rt.device), targets.to(rt.device)
+        with autocast:
+            logits = model(input_ids=inputs).logits
+        if mine:
+            sums[0] += cross_entropy(logits, targets).double() * targets.numel()
+            sums[1] += targets.numel()
+    all_reduce_sum(sums)
+    model.train()
+    val_loss = (sums[0] / sums[1]).item()
+    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700.0))}
+
+
+def _seed(seed: int) -> None:
+    """Seed every generator a run may draw from (the model init draws from torch's)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(precision: str, device: torch.device) -> Any:
+    """bf16 autocast for ``precision="bf16"``, and for ``"auto"`` on CUDA; otherwise plain fp32."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _divergence_message(step: int, loss: float, grad_norm: float, run_dir: Path) -> str:
+    last = latest_checkpoint(run_dir)
+    kept = f"the last good checkpoint, {last}, is intact" if last else "no checkpoint had been saved yet"
+    return (f"training diverged at step {step}: loss = {loss}, gradient norm = {grad_norm}. "
+            f"Stopped before the update; {kept}. Try a lower lr or a longer warmup.")
+
+
+def _fresh_state() -> dict[str, Any]:
+    """The training state of a run that has no checkpoint yet."""
+    return {"step": 0, "clock": {"wall_time_s": 0.0, "train_time_s": 0.0}, "last": {}}
+
+
+def _resume(run_dir: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module, optimizer: torch.optim.Optimizer,
+            global_batch: int) -> dict[str, Any]:
+    """Load the latest checkpoint of ``run_dir`` into the model and optimizer, restore the RNG
+    states, and return the training state (step, clocks, last metrics); a fresh state when the
+    run has no checkpoint."""
+    path = broadcast_object(str(latest_checkpoint(run_dir) or "") if rt.is_main else None)
+    if not path:
+        return _fresh_state()
+    problem, model_state, state = None, {}, {}
+    if rt.is_main:
+        model_state, state = load_checkpoint(path)
+        problem = _incompatibility(path, read_train_config(path), state["data"]["global_batch_size"], cfg, global_batch)
+    problem = broadcast_object(problem)
+    if problem:
+        raise ConfigError(problem)
+    restore_model_and_optimizer(model, optimizer, model_state, state.get("optimizer", {}), from_rank0=rt.distributed)
+    state = broadcast_object({k: v for k, v in state.items() if k != "optimizer"})
+    set_rng_state(state["rng"][rt.rank % len(state["rng"])])
+    return {"step": state["step"], "clock": state["clock"], "last": state["last"]}
+
+
+def _incompatibility(path: str, saved: dict, saved_global_batch: int, cfg: TrainConfig,
+                     global_batch: int) -> str | None:
+    """Why the checkpoint at ``path`` (written with config ``saved``) cannot continue ``cfg``, or None."""
+    now = cfg.to_dict()
+    differing = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE_FIELDS and saved.get(k) != now.get(k))
+    if differing:
+        details = "; ".join(f"{k}: {json.dumps(saved.get(k))} there, {json.dumps(now.get(k))} now" for k in differing)
+        return (f"cannot resume from {path}: the config differs in {details}. "
+                f"Use the original config, or a new run_dir to start over.")
+    if saved_global_batch != global_batch:
+        return (f"cannot resume from {path}: it was trained with a global batch of {saved_global_batch} "
+                f"sequences, and micro_batch_size x grad_accum x processes = {global_batch} now")
+    return None
+
+
+def _save(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, model_config: Any,
+          cfg: TrainConfig, rt: Runtime, global_batch: int, state: dict[str, Any]) -> None:
+    """Checkpoint after ``step`` optimizer steps (collective: every process takes part, rank 0 writes)."""
+    model_state = gather_model_state(model)
+    optimizer_state = gather_optimizer_state(model, optimizer)
+    rngs = gather_objects(rng_state())
+    if rt.is_main:
+        train_state = {
+            "step": step,
+            "optimizer": optimizer_state,
+            "rng": rngs,
+            "schedule": {"name": cfg.schedule, "step": step},
+            "data": {"next_step": step, "global_batch_size": global_batch, "seq_len": cfg.seq_len, "seed": cfg.seed},
+            "clock": dict(state["clock"]),
+            "last": dict(state["last"]),
+        }
+        save_checkpoint(run_dir, step, model_state, model_config, train_state, cfg.to_dict(), cfg.keep_checkpoints)
+    barrier()
+
