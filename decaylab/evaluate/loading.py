@@ -1,0 +1,70 @@
+"""Find and load a trained model: a model directory, a checkpoint, or a run directory.
+
+A *model directory* holds ``config.json`` and ``model.safetensors`` (``save_pretrained`` output or a
+training checkpoint ``run_dir/checkpoints/step_…``). A *run directory* is resolved to its newest
+checkpoint (``run_dir/checkpoints/latest``). Loading never executes code from the directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+
+import decaylab  # noqa: F401  (registers the Auto classes)
+
+TRAIN_CONFIG_FILE = "train_config.json"
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model directory ``path`` names: itself when it holds ``config.json``, else the checkpoint
+    that ``path/checkpoints/latest`` points to. Raises FileNotFoundError saying what was expected."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    pointer = path / "checkpoints" / "latest"
+    if pointer.is_file():
+        checkpoint = pointer.parent / pointer.read_text().strip()
+        if (checkpoint / "config.json").is_file():
+            return checkpoint
+        raise FileNotFoundError(f"{pointer} names {checkpoint.name}, which has no config.json")
+    raise FileNotFoundError(
+        f"{path} is neither a model directory (config.json + model.safetensors) nor a run directory "
+        "(checkpoints/latest); pass a directory written by save_pretrained or by `decaylab train`"
+    )
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> PreTrainedModel:
+    """The causal LM in ``path`` (see :func:`resolve_model_dir`), in eval mode on ``device``."""
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(path), trust_remote_code=False)
+    return model.to(device).eval()
+
+
+def training_seq_len(path: str | Path) -> int | None:
+    """The ``seq_len`` the model was trained with, from the checkpoint's train_config.json (None if absent)."""
+    file = resolve_model_dir(path) / TRAIN_CONFIG_FILE
+    return int(json.loads(file.read_text())["seq_len"]) if file.is_file() else None
+
+
+def load_model_tokenizer(path: str | Path, tokenizer: str | Path | None = None) -> PreTrainedTokenizerFast:
+    """The tokenizer of a model: ``tokenizer`` (a tokenizer.json, a prepared dataset directory or a
+    Hugging Face name) if given, else ``tokenizer.json`` in the model directory, else the tokenizer of
+    the dataset the checkpoint was trained on (``data.dir`` of its train_config.json)."""
+    from decaylab.data import load_tokenizer
+
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    model_dir = resolve_model_dir(path)
+    if (model_dir / "tokenizer.json").is_file():
+        return load_tokenizer(model_dir / "tokenizer.json")
+    train_config = model_dir / TRAIN_CONFIG_FILE
+    if train_config.is_file():
+        data_dir = json.loads(train_config.read_text()).get("data", {}).get("dir")
+        if data_dir and Path(data_dir).is_dir():
+            return load_tokenizer(data_dir)
+    raise FileNotFoundError(
+        f"no tokenizer for {model_dir}: it has no tokenizer.json and its training data directory is not found; "
+        "pass a tokenizer (a tokenizer.json or the prepared dataset directory)"
+    )

@@ -1,0 +1,158 @@
+"""Multi-query associative recall (MQAR, as in Zoology / Based): a synthetic memory probe.
+
+Vocabulary layout for a task vocabulary of V tokens: 0 is the filler, keys are 1 … V_k and values
+V_k + 1 … V − 1 with V_k = (V − 1) // 2. A sequence of length T holds N key–value pairs, then
+the N keys again in a random order, each followed by its value, at random non-overlapping slots
+of the rest (filler elsewhere):
+
+    k₁ v₁ k₂ v₂ … k_N v_N · · k₃ v₃ · k₁ v₁ · · k₂ v₂ ·
+
+Keys within a sequence are distinct; values are drawn with replacement. The target at a query
+key's position is its value (the model must recall it from the first half); every other target
+is −100 (ignored). Accuracy = fraction of query positions whose argmax prediction is the value;
+a predictor that knows only the value range scores 1 / (V − 1 − V_k) (chance).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from decaylab.evaluate.perplexity import autocast, model_device
+
+IGNORE = -100
+FILLER = 0
+
+
+@dataclass(frozen=True)
+class MQARTask:
+    """Shape of an MQAR task: sequence length T, key–value pairs N, task vocabulary V."""
+
+    seq_len: int = 64
+    num_pairs: int = 8
+    vocab_size: int = 64
+
+    @property
+    def num_keys(self) -> int:
+        return (self.vocab_size - 1) // 2
+
+    @property
+    def num_values(self) -> int:
+        return self.vocab_size - 1 - self.num_keys
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of a predictor that knows only the value range."""
+        return 1.0 / self.num_values
+
+    def validate(self) -> None:
+        if self.num_pairs < 1 or self.num_pairs > self.num_keys:
+            raise ValueError(f"MQAR: num_pairs={self.num_pairs} must be in [1, {self.num_keys}] for vocab_size={self.vocab_size}")
+        if self.seq_len < 4 * self.num_pairs:
+            raise ValueError(f"MQAR: seq_len={self.seq_len} must be ≥ 4·num_pairs = {4 * self.num_pairs}")
+
+
+def generate_mqar(task: MQARTask, num_examples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, targets)`` int64 ``[num_examples, T]`` for ``task``, a pure function of ``seed``."""
+    task.validate()
+    rng = np.random.default_rng(seed)
+    T, N = task.seq_len, task.num_pairs
+    inputs = np.full((num_examples, T), FILLER, dtype=np.int64)
+    targets = np.full((num_examples, T), IGNORE, dtype=np.int64)
+    free_slots = (T - 2 * N) // 2  # query region cut into 2-token slots
+    for i in range(num_examples):
+        keys = 1 + rng.choice(task.num_keys, size=N, replace=False)
+        values = 1 + task.num_keys + rng.integers(0, task.num_values, size=N)
+        inputs[i, 0:2 * N:2], inputs[i, 1:2 * N:2] = keys, values
+        order = rng.permutation(N)
+        starts = 2 * N + 2 * np.sort(rng.choice(free_slots, size=N, replace=False))
+        inputs[i, starts], inputs[i, starts + 1] = keys[order], values[order]
+        targets[i, starts] = values[order]
+    return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+def recall_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int]:
+    """(correct, queries): argmax of ``logits`` [B, T, V] equals ``targets`` [B, T] where targets ≠ −100."""
+    query = targets != IGNORE
+    correct = (logits.argmax(dim=-1) == targets) & query
+    return int(correct.sum()), int(query.sum())
+
+
+@torch.no_grad()
+def evaluate_mqar(model: nn.Module, task: MQARTask, num_examples: int = 256, batch_size: int = 32,
+                  seed: int = 1234, progress: bool = False) -> dict:
+    """Query accuracy of a trained ``model`` on fresh MQAR sequences (token ids < task.vocab_size,
+    so a language model can be probed zero-shot with its own vocabulary as the task's):
+    ``{"accuracy", "queries", "chance"}``."""
+    model.eval()
+    device = model_device(model)
+    inputs, targets = generate_mqar(task, num_examples, seed)
+    correct = queries = 0
+    for a in tqdm(range(0, num_examples, batch_size), desc="mqar eval", disable=not progress, leave=False):
+        with autocast(device):
+            logits = model(input_ids=inputs[a:a + batch_size].to(device)).logits
+        c, q = recall_accuracy(logits.float().cpu(), targets[a:a + batch_size])
+        correct, queries = correct + c, queries + q
+    return {"accuracy": correct / queries, "queries": queries, "chance": task.chance}
+
+
+def mqar_model_config(model_config, task: MQARTask):
+    """A copy of ``model_config`` whose vocabulary is the task's."""
+    return type(model_config).from_dict({**model_config.to_dict(), "vocab_size": task.vocab_size})
+
+
+def train_and_eval_mqar(model_config, task: MQARTask = MQARTask(), steps: int = 300, batch_size: int = 32,
+                        lr: float = 3e-3, weight_decay: float = 0.1, seed: int = 0, eval_examples: int = 256,
+                        device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """Train a fresh model of ``model_config``'s design (vocabulary set to the task's) on MQAR and
+    report its query accuracy on held-out sequences.
+
+    Each step draws a fresh batch (seed ``(seed, step)``) and minimizes the cross-entropy at query
+    positions with AdamW and a linear warmup (10% of steps) then cosine decay of ``lr``.
+    Returns ``{"accuracy", "queries", "chance", "final_loss", "steps", "seconds", "task"}``.
+    """
+    from decaylab.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(mqar_model_config(model_config, task)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
+    warmup = max(steps // 10, 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    model.train()
+    start, loss = time.perf_counter(), float("nan")
+    bar = tqdm(range(steps), desc="mqar train", disable=not progress, leave=False)
+    for step in bar:
+        inputs, targets = generate_mqar(task, batch_size, seed=seed * 1_000_003 + step)
+        with autocast(device):
+            logits = model(input_ids=inputs.to(device)).logits
+        loss_t = F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss_t.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        loss = loss_t.item()
+        bar.set_postfix(loss=f"{loss:.3f}")
+    seconds = time.perf_counter() - start
+    result = evaluate_mqar(model, task, num_examples=eval_examples, seed=seed + 10_000_019)
+    return {**result, "final_loss": loss, "steps": steps, "seconds": seconds,
+            "task": {"seq_len": task.seq_len, "num_pairs": task.num_pairs, "vocab_size": task.vocab_size}}
+
+
+def small_config_like(model_config, size: str = "micro"):
+    """A config of preset ``size`` with ``model_config``'s decay design (decay, granularity, sharing,
+    positional encoding); the softmax baseline maps to the softmax model of that size."""
+    from decaylab.model import DecayLinearConfig, make_config
+
+    if not isinstance(model_config, DecayLinearConfig):
+        return make_config(size, arch="softmax")
+    design = {k: getattr(model_config, k) for k in ("decay", "decay_granularity", "share_decay_key", "positional")}
+    return make_config(size, **design)
