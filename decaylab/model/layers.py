@@ -124,6 +124,7 @@ class DecayLinearAttention(nn.Module):
             o, state = decay_linear_attention(
                 q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous(), initial_state=state,
                 output_final_state=cache is not None, cu_seqlens=cu_seqlens, backend=self.backend,
+                check_values=False,  # every parameterization gives g ≤ 0 by construction
             )
             if cache is not None:
                 cache["state"] = state

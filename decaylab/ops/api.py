@@ -119,6 +119,8 @@ def decay_linear_attention(
     output_final_state: bool = False,
     cu_seqlens: torch.Tensor | None = None,
     backend: str = "auto",
+    *,
+    check_values: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Linear attention with a data-dependent decay on the state.
 
@@ -134,12 +136,14 @@ def decay_linear_attention(
         cu_seqlens: ``[N + 1]`` boundaries of sequences packed along T (requires B = 1); the
             state is reset (to ``initial_state[n]``) at every boundary.
         backend: ``"auto"``, ``"naive"``, ``"chunk"``, ``"triton"`` or ``"fla"``.
+        check_values: verify ``log_decay ≤ 0`` and not NaN (reads it once and, on a GPU, waits for
+            it); callers whose decay is non-positive by construction may skip it.
 
     Returns:
         ``(o [B, T, H, V] in v's dtype, final_state [N, H, K, V] float32 or None)``.
     """
     name = resolve_backend(backend, q.device)
-    validate_inputs(q, k, v, log_decay, initial_state, cu_seqlens)
+    validate_inputs(q, k, v, log_decay, initial_state, cu_seqlens, check_values)
     return _IMPLEMENTATIONS[name](
         q, k, v, log_decay, scale=scale, initial_state=initial_state,
         output_final_state=output_final_state, cu_seqlens=cu_seqlens,

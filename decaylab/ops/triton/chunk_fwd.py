@@ -1,0 +1,125 @@
+"""Chunkwise forward kernel.
+
+One program owns one (sequence, head) and a slice of state columns S[:, v-block] (float32,
+[K, BV], kept in registers) and walks that sequence's chunks in order. For a chunk of C tokens
+with in-chunk cumulative log2 decay b (see ``intra.py``) and entering state S:
+
+    o     = scale · ( (q ⊙ 2^b) S  +  A v )                   [C, BV]
+    S_new = 2^bl ⊙ S  +  (k ⊙ 2^(bl − b))ᵀ v                   [K, BV]
+
+with A the causal intra-chunk scores. The in-chunk cumsum of the log decay is computed in the
+kernel; no per-chunk state is written to memory. Sequences are independent programs, so packed
+(varlen) sequences and a T that is not a multiple of C need only a row mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from decaylab.ops.triton.config import ChunkConfig, dot_precision, forward_configs, launch_first_fitting, padded
+from decaylab.ops.triton.intra import cumulative_decay, intra_chunk, mma
+
+
+@triton.jit
+def sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
+    """First and one-past-last flat token index of sequence i_n (int64)."""
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+    return bos, eos
+
+
+@triton.jit
+def chunk_fwd_kernel(
+    q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    SCALAR: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
+    IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+):
+    """Grid (cdiv(V, BV), N·H). q, k [*, H, K]; v, o [*, H, V]; g [*, H] or [*, H, K] float32
+    (flat over tokens); h0, ht [N, H, K, V] float32."""
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+
+    rc = tl.arange(0, C)
+    rk = tl.arange(0, BK)
+    rv = i_v * BV + tl.arange(0, BV)
+    mk = rk < K
+    mv = rv < V
+    state_off = i_nh.to(tl.int64) * K * V + rk[:, None] * V + rv[None, :]
+    state_mask = mk[:, None] & mv[None, :]
+    if HAS_H0:
+        S = tl.load(h0 + state_off, mask=state_mask, other=0.0)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+
+    for ic in range(tl.cdiv(eos - bos, C)):
+        t = bos + ic * C + rc
+        mt = t < eos
+        row = t * H + i_h
+        q_c = tl.load(q + row[:, None] * K + rk[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+        k_c = tl.load(k + row[:, None] * K + rk[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+        v_c = tl.load(v + row[:, None] * V + rv[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
+        if SCALAR:
+            g_c = tl.load(g + row, mask=mt, other=0.0)
+        else:
+            g_c = tl.load(g + row[:, None] * K + rk[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
+        b, bl = cumulative_decay(g_c, C, SCALAR)
+        A, _, _ = intra_chunk(q_c, k_c, b, bl, tl.zeros([C, C], dtype=tl.float32), C, SCALAR, PREC, True, False, False)
+        if SCALAR:
+            o_c = mma(q_c, S, PREC) * tl.exp2(b)[:, None]
+            k_in = k_c.to(tl.float32) * tl.exp2(bl - b)[:, None]
+            decay = tl.exp2(bl)
+        else:
+            o_c = mma(q_c.to(tl.float32) * tl.exp2(b), S, PREC)
+            k_in = k_c.to(tl.float32) * tl.exp2(bl[None, :] - b)
+            decay = tl.exp2(bl)[:, None]
+        o_c = scale * (o_c + mma(A, v_c, PREC))
+        tl.store(o + row[:, None] * V + rv[None, :], o_c.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+        S = S * decay + mma(tl.trans(k_in), v_c, PREC)
+
+    if STORE_HT:
+        tl.store(ht + state_off, S, mask=state_mask)
+
+
+def chunk_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, scale: float,
+    initial_state: torch.Tensor | None, output_final_state: bool,
+    cu_seqlens: torch.Tensor | None, config: ChunkConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Launch the forward kernel. Inputs contiguous; g float32 [B, T, H] or [B, T, H, K].
+    ``config`` overrides the rule of :func:`forward_configs`.
+
+    Returns (o [B, T, H, V] in v's dtype, final state [N, H, K, V] float32 or None).
+    """
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    scalar = g.dim() == 3
+    o = torch.empty_like(v)
+    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+
+    def launch(cfg: ChunkConfig) -> None:
+        chunk_fwd_kernel[(triton.cdiv(V, cfg.block), N * H)](
+            q, k, v, g, o, initial_state, ht, cu_seqlens, scale, T,
+            H=H, K=K, V=V, C=cfg.chunk, BK=padded(K), BV=cfg.block,
+            SCALAR=scalar, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
+            IS_VARLEN=cu_seqlens is not None, PREC=dot_precision(q.dtype, backward=False),
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+
+    if config is not None:
+        launch(config)
+    else:
+        key = ("fwd", K, V, q.dtype, scalar, initial_state is not None, output_final_state, cu_seqlens is not None)
+        launch_first_fitting(forward_configs(K, V, scalar), launch, key)
+    return o, ht
