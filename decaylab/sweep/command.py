@@ -1,0 +1,126 @@
+"""``decaylab sweep``: train and evaluate an experiment family (or all four) of the paper, then report.
+
+Re-running the same command resumes: finished runs are skipped, interrupted ones continue from
+their latest checkpoint. The presets and scales are described in :mod:`decaylab.sweep.presets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+import time
+from pathlib import Path
+
+from decaylab.sweep import presets
+from decaylab.sweep.report import write_report
+from decaylab.sweep.runner import (
+    SweepError,
+    expand,
+    init_sweep,
+    prepare_data,
+    record_invocation,
+    run_state,
+    run_sweep,
+)
+
+DESCRIPTION = """\
+Run the paper's experiment families: (a) decay parameterization, (b) parameter sharing,
+(c) scalar vs vector decay, (d) positional encoding, each with a softmax Transformer reference.
+Designs shared by several families train once. Re-run the same command to resume: finished
+runs are skipped, interrupted ones continue from their last checkpoint. At the end the report
+(Markdown, CSV, PNG) is written to OUT/report/ and its path printed.
+
+presets:
+""" + "\n".join(f"  {p.name:<6} {p.description} (scale {p.scale}, seeds {','.join(map(str, p.seeds))})"
+                for p in presets.PRESETS.values())
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers such as 0,1,2; got {text!r}")
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sweep`` options to ``parser``."""
+    parser.description = DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--preset", default="quick", choices=sorted(presets.PRESETS),
+                        help="designs, scale and seeds (default: quick)")
+    parser.add_argument("--families", default=None, metavar="a,b,c,d",
+                        help="only these families (default: all four)")
+    parser.add_argument("--size", default=None, choices=list(presets.SCALES),
+                        help="model size and training budget (default: the preset's)")
+    parser.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,...", help="default: the preset's")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the scale's)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs in parallel (default: one per GPU, else up to 4 CPU processes sharing the cores; "
+                             "more workers than GPUs share the GPUs)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="where the prepared dataset is cached (default: the scale's, under runs/data/)")
+    parser.add_argument("--only", default=None, metavar="GLOB",
+                        help="run only the run ids matching this pattern, e.g. 'gla-*' (the report covers all)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="sweep directory (default: runs/sweeps/<preset>-<size>)")
+    parser.add_argument("--list", action="store_true", help="list the runs and their state, then exit")
+
+
+def _command_line(args: argparse.Namespace, root: Path) -> str:
+    """The ``decaylab sweep`` command that repeats this invocation."""
+    options = {"--preset": args.preset, "--families": args.families, "--size": args.size,
+               "--seeds": ",".join(map(str, args.seeds)) if args.seeds else None, "--steps": args.steps,
+               "--workers": args.workers, "--data-dir": args.data_dir, "--only": args.only, "--out": root}
+    return " ".join(["decaylab sweep"] + [f"{k} {v}" for k, v in options.items() if v is not None])
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``decaylab sweep``: 0 when every run finished, 1 when some failed, 2 for bad options."""
+    start, started = time.perf_counter(), time.time()
+    try:
+        families, scale, seeds = presets.resolve(
+            args.preset, args.families.split(",") if args.families else None, args.size, args.seeds)
+        if args.steps is not None:
+            scale = presets.with_train(scale, steps=args.steps, warmup_steps=args.steps // 10,
+                                       ckpt_every=min(scale.train["ckpt_every"], args.steps))
+        runs = expand(families, seeds)
+    except ValueError as err:
+        print(f"decaylab sweep: {err}", file=sys.stderr)
+        return 2
+    root = Path(args.out or f"runs/sweeps/{args.preset}-{scale.name}")
+    selected = [r for r in runs if args.only is None or fnmatch.fnmatch(r.run_id, args.only)]
+    if args.list:
+        for run in selected:
+            print(f"{run.run_id:<45} {run_state(root / 'runs' / run.run_id):<9} families {','.join(run.families)}")
+        return 0
+    data = dict(scale.data, **({"dir": args.data_dir} if args.data_dir else {}))
+    print(f"preparing the dataset ({data['source']}, vocabulary {data['vocab_size']}) in {data['dir']} ...", flush=True)
+    data = prepare_data(data)
+    print(f"dataset ready: unigram perplexity {data['unigram_ppl']:.1f}", flush=True)
+    try:
+        init_sweep(root, args.preset, families, scale, seeds, data)
+    except SweepError as err:
+        print(f"decaylab sweep: {err}", file=sys.stderr)
+        return 2
+    try:
+        outcomes = run_sweep(root, selected, scale, data, workers=args.workers,
+                             log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command to resume ({root})", file=sys.stderr)
+        return 130
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed")}
+    seconds = time.perf_counter() - start
+    record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))})
+    report = write_report(root)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"{len(outcomes)} runs ({counts['skipped']} skipped, {counts['done']} run, {counts['failed']} failed) "
+          f"in {seconds:.0f} s")
+    for o in failed:
+        print(f"  failed: {o.run_id}: {o.message} (log: {root / 'runs' / o.run_id / 'worker.log'})")
+    print(f"report: {report}")
+    return 1 if failed else 0

@@ -1,0 +1,92 @@
+"""Evaluation of one trained run of a sweep, cached in ``run_dir/eval.json``.
+
+Three pieces, each computed once and stored as soon as it is done (a crash loses at most the
+piece in progress):
+
+    extrapolation   loss/perplexity by position bucket on validation windows of
+                    ``extrapolation_factor`` × the training length (decaylab.evaluate)
+    recall          MQAR query accuracy of a fresh model of the same design trained on the task
+                    (decaylab.evaluate.recall); ``{"skipped": reason}`` when ``mqar_steps`` is 0
+    decay           per layer and head decay statistics on validation text
+                    (decaylab.analysis.decay_stats, as its ``to_dict``); ``{"skipped": reason}``
+                    for the softmax reference
+
+A piece whose module is not installed is recorded as ``{"unavailable": reason}``, one that raised
+as ``{"error": message}`` (the trained run stays usable); both are tried again by the next
+evaluation. ``complete`` is true when every piece has a result or a ``skipped`` reason.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from decaylab.sweep.runner import EVAL_FILE, read_json, write_json_atomic
+
+PIECES = ("extrapolation", "recall", "decay")
+RETRY = {"unavailable", "error"}  # markers of a piece to compute again
+
+
+def evaluate_run(run_dir: Path, spec: dict) -> dict:
+    """Compute the pieces missing from ``run_dir/eval.json`` for the run described by ``spec``
+    (the content of ``run.json``) and return the whole evaluation record."""
+    import torch
+
+    from decaylab.data import TokenDataset
+    from decaylab.evaluate.loading import load_model
+
+    path = run_dir / EVAL_FILE
+    record = read_json(path) or {}
+    todo = [p for p in PIECES if p not in record or RETRY & set(record[p])]
+    if todo:
+        model = load_model(run_dir, "cuda" if torch.cuda.is_available() else "cpu")
+        val = TokenDataset.open(spec["train"]["data"]["dir"], "val")
+        settings = spec["evaluation"]
+        for piece in todo:
+            start = time.perf_counter()
+            try:
+                result = COMPUTE[piece](model, val, settings, spec)
+            except ImportError as err:
+                result = {"unavailable": str(err)}
+            except Exception as err:  # noqa: BLE001  (recorded; the run's training result stands)
+                result = {"error": f"{type(err).__name__}: {err}"}
+            if not ({"skipped"} | RETRY) & set(result):
+                result["seconds"] = time.perf_counter() - start
+            record[piece] = result
+            record["complete"] = all(p in record and not RETRY & set(record[p]) for p in PIECES)
+            write_json_atomic(path, record)
+    return record
+
+
+def _extrapolation(model, val, settings: dict, spec: dict) -> dict:
+    from decaylab.evaluate.extrapolation import extrapolation_table
+
+    return extrapolation_table(model, val, settings["seq_len"], factor=settings["extrapolation_factor"],
+                               batch_size=4, max_batches=settings["extrapolation_batches"], progress=False)
+
+
+def _recall(model, val, settings: dict, spec: dict) -> dict:
+    if not settings["mqar_steps"]:
+        return {"skipped": "mqar_steps = 0 at this scale"}
+    from decaylab.evaluate.recall import MQARTask, train_and_eval_mqar
+
+    return train_and_eval_mqar(model.config, MQARTask(**settings["mqar_task"]), steps=settings["mqar_steps"],
+                               batch_size=settings["mqar_batch_size"], seed=spec["seed"],
+                               device=next(model.parameters()).device, progress=False)
+
+
+def _decay(model, val, settings: dict, spec: dict) -> dict:
+    if spec["design"]["decay"] is None:
+        return {"skipped": "the softmax reference has no decay"}
+    from decaylab.analysis.decay_stats import decay_stats, to_dict
+
+    inputs = (x for x, _ in val.iter_eval(settings["seq_len"], 8, settings["analysis_batches"]))
+    return to_dict(decay_stats(model, inputs, name=spec["run_id"], progress=False))
+
+
+COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay}
+
+
+def read_evaluation(run_dir: Path) -> dict:
+    """The cached evaluation of a run (an empty dict when it has none yet)."""
+    return read_json(Path(run_dir) / EVAL_FILE) or {}

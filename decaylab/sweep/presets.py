@@ -1,0 +1,302 @@
+"""The paper's four experiment families as data, the training scales, and the named sweep presets.
+
+A **design** is one point of the design space (or the softmax Transformer reference). A
+**family** is one of the paper's comparisons, a list of designs:
+
+    (a) parameterization   every decay parameterization at vector granularity (TNL and TNL-L are
+                           one fixed value per head, so scalar): Mamba2 and its three ablations
+                           (w/o A, w/o Δ, w/o A & Δ), GLA (both forms), HGRN2, LightNet, LSSP, TNL,
+                           TNL-L and Simple Decay SD-p for p ∈ {0.8, 0.9, 0.95, 0.99}
+    (b) sharing            every decay that has a key form, vector granularity: a separate decay
+                           projection vs decay and key from one shared projection
+    (c) granularity        every decay scalar vs vector, plus TNL and TNL-L (scalar only)
+    (d) positional         none / RoPE / cosine LRPE / TPE on scalar decays
+
+and each family also holds the softmax Transformer reference row. A design that appears in
+several families (e.g. GLA vector in (a), (b) and (c)) is one run, trained once.
+
+A **scale** fixes the model size and the training budget (tokens, sequence length, batch, learning
+rate) and what evaluation costs (extrapolation windows, the MQAR probe, decay statistics).
+
+A **preset** is a choice of designs (``quick`` or ``full``), a default scale and seeds:
+
+    quick   the README's first command: a subset of every family (below) at the ``quick`` scale,
+            one seed, on 2 CPU cores in well under 15 minutes
+    cpu     every design at the ``tiny`` scale, one seed (hours on a CPU)
+    gpu     every design at the ``small`` scale (~7M parameters), two seeds: a starting point for one GPU
+    paper   every design at 160M parameters on FineWeb-Edu, 10B tokens, as in the paper
+
+Quick scale, and why: the micro model (d 64, 2 layers, 4 heads of 16, FFN 176, ~0.37M
+parameters with a 2048-token vocabulary) on the embedded corpus tokenized with a 2048-token BPE
+(5.6M training tokens, unigram perplexity 651.5), sequence length 128, 16 sequences per step,
+120 steps (246k tokens), lr 5e-3 with a cosine schedule. Why these: on a 2-core CPU the
+8192-token vocabulary quadruples the time per step (the LM head and its softmax dominate a model
+this narrow), so the quick preset trains its own 2k tokenizer (cached like every prepared
+dataset); and a training step of a vector decay costs ~0.4 CPU seconds at this size (scalar
+~0.2), so 26 runs of 120 steps are what fits two cores in 15 minutes. Measured on the 2-core
+development machine (one seed, 2 worker processes of one thread each, other jobs running at a
+load average of 2–4): 8.0 minutes wall for ``decaylab sweep --preset quick`` from a cold cache,
+of which 22 s built the dataset and tokenizer; 19–31 CPU seconds per scalar-decay or softmax run
+and 40–50 per vector-decay run, training and evaluation included (about 850 CPU seconds in
+all). Every run ends at a validation perplexity of 212–268, 2.4–3.1× below the unigram
+perplexity, and the numbers are the same from run to run (the training is deterministic).
+The MQAR probe is off at this scale: a micro model needs hundreds of probe steps to rise above
+chance, which would cost more than the language-model run itself (the ``tiny`` and larger
+scales run it).
+
+Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
+LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
+SD-0.99; (c) scalar vs vector for Mamba2, GLA and SD-0.99, plus TNL and TNL-L; (d) the four
+positional encodings on scalar SD-0.99 and TNL. Dropped from quick (kept in ``full``): GLA with
+σ(f)^(1/τ), LSSP, and the (b)/(c)/(d) rows of the other decays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from decaylab.decay import DecaySpec, all_decay_names
+
+# --------------------------------------------------------------------------- designs
+
+
+@dataclass(frozen=True)
+class Design:
+    """One model: a decay design (the four axes) or, with ``decay=None``, the softmax reference."""
+
+    decay: str | None
+    granularity: str = "vector"
+    shared: bool = False
+    positional: str = "none"
+
+    @property
+    def arch(self) -> str:
+        return "softmax" if self.decay is None else "decay_linear"
+
+    @property
+    def key(self) -> str:
+        """Stable identifier (part of the run id): ``softmax`` or ``<decay>-<granularity>-<sep|shared>-<positional>``."""
+        if self.decay is None:
+            return "softmax"
+        return f"{self.decay}-{self.granularity}-{'shared' if self.shared else 'sep'}-{self.positional}"
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name for tables and legends."""
+        if self.decay is None:
+            return "softmax Transformer"
+        extras = [self.granularity] + (["shared"] if self.shared else []) + (
+            [self.positional] if self.positional != "none" else [])
+        return f"{self.decay} ({', '.join(extras)})"
+
+    def model_overrides(self) -> dict:
+        """Fields of the model config that select this design."""
+        if self.decay is None:
+            return {}
+        return {"decay": self.decay, "decay_granularity": self.granularity,
+                "share_decay_key": self.shared, "positional": self.positional}
+
+    def problems(self) -> list[str]:
+        """Why the design is invalid (empty when valid)."""
+        if self.decay is None:
+            return []
+        return DecaySpec(self.decay, self.granularity, self.shared, self.positional).problems()
+
+
+SOFTMAX = Design(None)
+FIXED_DECAYS = ("tnl", "tnl-l")  # one constant per head and layer: scalar only, no key form
+POSITIONALS = ("none", "rope", "lrpe-cos", "tpe")
+
+
+def _input_dependent(names) -> list[str]:
+    return [n for n in names if n not in FIXED_DECAYS]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One of the paper's experiment families: a question and the designs that answer it."""
+
+    key: str  # "a" … "d"
+    name: str
+    question: str
+    designs: tuple[Design, ...]
+
+
+FAMILY_NAMES = {
+    "a": ("parameterization", "How should the decay be computed from the input?"),
+    "b": ("sharing", "Does deriving the key from the decay projection (shared parameters) hurt?"),
+    "c": ("granularity", "Scalar decay (one per head) or vector decay (one per key channel)?"),
+    "d": ("positional", "Does a relative positional encoding help a scalar-decay linear attention?"),
+}
+
+
+def _families(param: list[str], share: list[str], gran: list[str], pos: list[str]) -> dict[str, Family]:
+    """The four families from the decay names each one varies (softmax reference added to each)."""
+    designs = {
+        "a": [Design(n, "scalar" if n in FIXED_DECAYS else "vector") for n in param],
+        "b": [Design(n, "vector", shared) for n in _input_dependent(share) for shared in (False, True)],
+        "c": [Design(n, g) for n in _input_dependent(gran) for g in ("scalar", "vector")]
+             + [Design(n, "scalar") for n in gran if n in FIXED_DECAYS],
+        "d": [Design(n, "scalar", False, p) for n in pos for p in POSITIONALS],
+    }
+    return {k: Family(k, *FAMILY_NAMES[k], tuple(designs[k]) + (SOFTMAX,)) for k in designs}
+
+
+def full_families() -> dict[str, Family]:
+    """Every design of every family."""
+    names = all_decay_names()
+    return _families(names, names, names, names)
+
+
+def quick_families() -> dict[str, Family]:
+    """The subset trained by ``--preset quick`` (see the module docstring)."""
+    param = ["mamba2", "mamba2-no-a", "mamba2-no-delta", "mamba2-no-a-no-delta", "gla", "hgrn2", "lightnet",
+             "tnl", "sd-0.8", "sd-0.9", "sd-0.95", "sd-0.99"]
+    return _families(param, ["mamba2", "gla", "sd-0.99"], ["mamba2", "gla", "sd-0.99", "tnl", "tnl-l"],
+                     ["sd-0.99", "tnl"])
+
+
+DESIGN_SETS = {"quick": quick_families, "full": full_families}
+
+# --------------------------------------------------------------------------- scales
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Model size and training/evaluation budget of every run of a sweep.
+
+    ``size`` is a key of :data:`decaylab.model.PRESETS`; ``model_overrides`` change its fields
+    (the vocabulary always follows the dataset). ``data`` is the ``TrainConfig.data`` mapping.
+    ``train`` holds further ``TrainConfig`` fields. Evaluation: perplexity by position on windows
+    of ``extrapolation_factor`` × ``seq_len`` tokens (``extrapolation_batches`` batches), an MQAR
+    probe trained for ``mqar_steps`` steps (0 = off) on ``mqar_task``, and decay statistics over
+    ``analysis_batches`` validation batches.
+    """
+
+    name: str
+    size: str
+    data: dict
+    train: dict
+    model_overrides: dict = field(default_factory=dict)
+    extrapolation_factor: int = 4
+    extrapolation_batches: int = 8
+    mqar_steps: int = 0
+    mqar_task: dict = field(default_factory=lambda: {"seq_len": 64, "num_pairs": 8, "vocab_size": 64})
+    mqar_batch_size: int = 32
+    analysis_batches: int = 4
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.train["seq_len"])
+
+    def train_values(self, design: Design, seed: int) -> dict:
+        """The ``TrainConfig`` fields of one run but ``run_dir`` (a plain dict, JSON-serializable)."""
+        return {
+            **self.train,
+            "seed": seed,
+            "model": {"size": self.size, "arch": design.arch,
+                      "overrides": {**(self.model_overrides if design.decay else _softmax_fields(self.model_overrides)),
+                                    **design.model_overrides()}},
+            "data": dict(self.data),
+            "progress": False,
+            "tensorboard": False,
+            "keep_checkpoints": 1,
+        }
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "size": self.size, "data": self.data, "train": self.train,
+                "model_overrides": self.model_overrides, "extrapolation_factor": self.extrapolation_factor,
+                "extrapolation_batches": self.extrapolation_batches, "mqar_steps": self.mqar_steps,
+                "mqar_task": self.mqar_task, "mqar_batch_size": self.mqar_batch_size,
+                "analysis_batches": self.analysis_batches}
+
+
+SOFTMAX_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "head_dim", "num_attention_heads")
+
+
+def _softmax_fields(overrides: dict) -> dict:
+    """The size overrides the softmax reference understands (decay-specific ones are dropped)."""
+    return {k: v for k, v in overrides.items() if k in SOFTMAX_FIELDS}
+
+
+def _train(seq_len: int, batch: int, steps: int, lr: float, *, grad_accum: int = 1, eval_every: int = 0,
+           final_eval_batches: int = 20, eval_batch_size: int = 16, log_every: int = 10, ckpt_every: int = 100,
+           warmup_steps: int | None = None) -> dict:
+    return {"seq_len": seq_len, "micro_batch_size": batch, "grad_accum": grad_accum, "steps": steps, "lr": lr,
+            "warmup_steps": steps // 10 if warmup_steps is None else warmup_steps, "schedule": "cosine",
+            "eval_every": eval_every, "eval_batches": 10, "final_eval_batches": final_eval_batches,
+            "eval_batch_size": eval_batch_size, "log_every": log_every, "ckpt_every": ckpt_every}
+
+
+EMBEDDED_2K = {"source": "embedded", "dir": "runs/data/embedded-2k", "vocab_size": 2048, "seed": 0}
+EMBEDDED_8K = {"source": "embedded", "dir": "runs/data/embedded-8k", "vocab_size": 8192, "seed": 0}
+LARGE_8K = {"source": "large", "dir": "runs/data/large-8k", "vocab_size": 8192, "seed": 0}
+FINEWEB_EDU = {"source": "hf:HuggingFaceFW/fineweb-edu:sample-10BT:train", "dir": "runs/data/fineweb-edu-50k",
+               "vocab_size": 50304, "seed": 0}
+
+SCALES: dict[str, Scale] = {s.name: s for s in (
+    # ~0.4M parameters, 246k tokens: 25–55 CPU seconds of training per run.
+    Scale("quick", "micro", EMBEDDED_2K, _train(128, 16, 120, 5e-3, ckpt_every=40, final_eval_batches=20),
+          extrapolation_batches=4, mqar_steps=0, analysis_batches=2),
+    # ~2.5M parameters, 4M tokens (about one epoch of the embedded corpus): tens of minutes per run on a CPU.
+    Scale("tiny", "tiny", EMBEDDED_8K, _train(256, 16, 1000, 3e-3, eval_every=250, final_eval_batches=40),
+          mqar_steps=300),
+    # ~7M parameters, 33M tokens of the larger corpus: minutes per run on one GPU.
+    Scale("small", "small", LARGE_8K, _train(512, 32, 2000, 2e-3, eval_every=500, ckpt_every=500,
+                                            final_eval_batches=100), mqar_steps=1000,
+          mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
+    # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.
+    *(Scale(size, size, FINEWEB_EDU,
+            _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,
+                   log_every=20, warmup_steps=1000),
+            mqar_steps=2000, mqar_task={"seq_len": 512, "num_pairs": 64, "vocab_size": 8192},
+            extrapolation_batches=32, analysis_batches=16)
+      for size, lr in (("160m", 3e-3), ("410m", 1.5e-3), ("1.45b", 8e-4))),
+)}
+
+# --------------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named sweep: which designs (``design_set``), at which scale, with which seeds."""
+
+    name: str
+    description: str
+    design_set: str
+    scale: str
+    seeds: tuple[int, ...]
+
+    def families(self) -> dict[str, Family]:
+        return DESIGN_SETS[self.design_set]()
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("quick", "a subset of every family, micro model, 2 CPU cores, < 15 minutes", "quick", "quick", (0,)),
+    Preset("cpu", "every design, tiny model, embedded corpus (hours on a CPU)", "full", "tiny", (0,)),
+    Preset("gpu", "every design, small model, larger corpus, two seeds (one GPU)", "full", "small", (0, 1)),
+    Preset("paper", "every design at 160M parameters, FineWeb-Edu, 10B tokens (as the paper)", "full", "160m", (0,)),
+)}
+
+
+def resolve(preset: str, families: list[str] | None = None, size: str | None = None,
+            seeds: tuple[int, ...] | None = None) -> tuple[dict[str, Family], Scale, tuple[int, ...]]:
+    """The families, scale and seeds of ``preset``, narrowed or changed by the command-line options."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if size is not None and size not in SCALES:
+        raise ValueError(f"unknown size {size!r}; choose one of {sorted(SCALES)}")
+    p = PRESETS[preset]
+    found = p.families()
+    if families:
+        unknown = sorted(set(families) - set(found))
+        if unknown:
+            raise ValueError(f"unknown family {unknown[0]!r}; choose from {sorted(found)} "
+                             f"({', '.join(f'{k}={f.name}' for k, f in found.items())})")
+        found = {k: found[k] for k in sorted(set(families))}
+    return found, SCALES[size or p.scale], tuple(seeds) if seeds else p.seeds
+
+
+def with_train(scale: Scale, **train: object) -> Scale:
+    """A copy of ``scale`` with some ``train`` fields replaced (e.g. fewer steps)."""
+    return replace(scale, train={**scale.train, **train})

@@ -1,0 +1,421 @@
+"""Run a sweep: expand families into runs, skip finished ones, train and evaluate the rest in parallel.
+
+Layout of a sweep directory::
+
+    sweep.json              families, designs, scale, seeds and dataset of the sweep
+    runs/<run id>/
+        run.json            what the run is: design, seed, TrainConfig fields, evaluation settings
+        worker.log          output of the worker process (training, then evaluation)
+        final.json          written by training when it finishes (decaylab.train)
+        metrics.jsonl       training curve (decaylab.train)
+        checkpoints/        the latest checkpoint; its model directory is the trained model
+        eval.json           cached evaluation: extrapolation, recall, decay statistics
+        failed.json         only while the last attempt failed: exit status and the log's tail
+    report/                 written by decaylab.sweep.report
+
+A run id is ``<design key>-s<seed>`` (e.g. ``gla-vector-sep-none-s0``): stable across restarts
+and shared by every family that contains the design, so a design is trained once.
+
+A run is executed by :func:`work`: it trains (``decaylab.train.train``, which resumes from the
+latest checkpoint and returns at once when ``final.json`` exists), then evaluates what
+``eval.json`` does not hold yet. Re-running it is therefore always safe, and re-running the sweep
+resumes an interrupted run where its last checkpoint left it. A run whose ``final.json`` and
+complete ``eval.json`` exist is skipped. :func:`work` holds an exclusive lock on its run
+directory, so a run left training by a killed sweep is waited for rather than trained twice.
+
+Parallelism: ``workers`` long-lived worker processes (``python -m decaylab.sweep.runner``), each
+taking one run at a time. On a host with GPUs each worker sees one GPU (``CUDA_VISIBLE_DEVICES``;
+one worker per GPU by default, more share them round-robin); on a CPU each gets
+``cpus // workers`` threads. A failed run is recorded in its ``failed.json``
+and the others go on; a worker that dies is replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from decaylab.sweep.presets import Design, Family, Scale
+
+SWEEP_FILE = "sweep.json"
+RUN_FILE = "run.json"
+FINAL_FILE = "final.json"
+EVAL_FILE = "eval.json"
+FAILED_FILE = "failed.json"
+LOG_FILE = "worker.log"
+LOCK_FILE = ".lock"
+
+
+class SweepError(RuntimeError):
+    """The sweep directory cannot hold this sweep (e.g. it was made at another scale)."""
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a sweep: a design, a seed, and the families that show it."""
+
+    design: Design
+    seed: int
+    families: tuple[str, ...]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.design.key}-s{self.seed}"
+
+
+def expand(families: dict[str, Family], seeds: tuple[int, ...]) -> list[Run]:
+    """Every (design, seed) of ``families``, once each, in family order then design order.
+
+    Raises ``ValueError`` naming every invalid design."""
+    invalid = [f"{d.key}: {'; '.join(d.problems())}" for f in families.values() for d in f.designs if d.problems()]
+    if invalid:
+        raise ValueError("invalid designs in the sweep: " + " | ".join(invalid))
+    owners: dict[Design, list[str]] = {}
+    for key, family in families.items():
+        for design in family.designs:
+            owners.setdefault(design, [])
+            if key not in owners[design]:
+                owners[design].append(key)
+    return [Run(d, seed, tuple(keys)) for d, keys in owners.items() for seed in seeds]
+
+
+def run_spec(run: Run, scale: Scale, data: dict) -> dict:
+    """The content of ``run.json``: everything the worker needs, and nothing that varies between
+    restarts (the run directory itself is filled in by the worker, so a sweep directory can move)."""
+    train = scale.train_values(run.design, run.seed)
+    train["data"] = {k: v for k, v in data.items() if k != "unigram_ppl"}
+    return {
+        "run_id": run.run_id,
+        "design": dataclasses.asdict(run.design),
+        "seed": run.seed,
+        "train": train,
+        "evaluation": {
+            "seq_len": scale.seq_len,
+            "extrapolation_factor": scale.extrapolation_factor,
+            "extrapolation_batches": scale.extrapolation_batches,
+            "mqar_steps": scale.mqar_steps,
+            "mqar_task": scale.mqar_task,
+            "mqar_batch_size": scale.mqar_batch_size,
+            "analysis_batches": scale.analysis_batches,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- sweep directory
+
+
+def write_json_atomic(path: Path, value: object) -> None:
+    """Replace ``path`` with ``value`` as JSON so that readers never see a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _family_record(family: Family) -> dict:
+    return {"name": family.name, "question": family.question,
+            "designs": [dataclasses.asdict(d) for d in family.designs]}
+
+
+def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scale, seeds: tuple[int, ...],
+               data: dict) -> dict:
+    """Create or extend ``root/sweep.json``; families and seeds are merged with a previous invocation's.
+
+    Raises :class:`SweepError` if the directory holds a sweep at another scale or on other data."""
+    root.mkdir(parents=True, exist_ok=True)
+    old = read_json(root / SWEEP_FILE)
+    record = {"preset": preset, "scale": scale.to_dict(), "data": data, "seeds": sorted(set(seeds)),
+              "families": {k: _family_record(f) for k, f in families.items()}}
+    if old is not None:
+        for key in ("scale", "data"):
+            if {k: v for k, v in old[key].items() if k != "unigram_ppl"} != {
+                    k: v for k, v in record[key].items() if k != "unigram_ppl"}:
+                raise SweepError(f"{root} holds a sweep with another {key} ({json.dumps(old[key])}); "
+                                 f"this one has {json.dumps(record[key])}. Use another --out directory.")
+        record["seeds"] = sorted(set(old["seeds"]) | set(record["seeds"]))
+        merged = dict(old["families"])
+        for key, fam in record["families"].items():
+            designs = merged.get(key, {"designs": []})["designs"]
+            union = designs + [d for d in fam["designs"] if d not in designs]
+            merged[key] = {**fam, "designs": sorted(union, key=lambda d: d["decay"] is None)}  # reference last
+        record["families"] = dict(sorted(merged.items()))
+        record["preset"] = old["preset"] if old["preset"] == preset else f"{old['preset']}+{preset}"
+        record["data"] = {**old["data"], **data}
+        record["invocations"] = old.get("invocations", [])
+    write_json_atomic(root / SWEEP_FILE, record)
+    return record
+
+
+def environment() -> dict:
+    """Versions and hardware of this machine, recorded with every sweep invocation."""
+    import platform
+
+    import torch
+
+    import decaylab
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
+            "decaylab": getattr(decaylab, "__version__", "unknown"),
+            "hardware": f"{len(gpus)} × {gpus[0]}" if gpus else f"CPU, {len(os.sched_getaffinity(0))} cores"}
+
+
+def record_invocation(root: Path, entry: dict) -> None:
+    """Append one invocation (command, wall time, outcome counts, :func:`environment`) to ``sweep.json``."""
+    record = read_json(root / SWEEP_FILE)
+    record.setdefault("invocations", []).append({**entry, **environment()})
+    write_json_atomic(root / SWEEP_FILE, record)
+
+
+def load_sweep(root: Path) -> tuple[dict, dict[str, Family], list[Run]]:
+    """The sweep record of ``root``, its families and its runs (as :func:`expand` gives them)."""
+    record = read_json(Path(root) / SWEEP_FILE)
+    if record is None:
+        raise SweepError(f"{root} is not a sweep directory: it has no {SWEEP_FILE} (run `decaylab sweep --out {root}`)")
+    families = {k: Family(k, f["name"], f["question"], tuple(Design(**d) for d in f["designs"]))
+                for k, f in record["families"].items()}
+    return record, families, expand(families, tuple(record["seeds"]))
+
+
+def run_state(run_dir: Path) -> str:
+    """``complete`` (trained and evaluated), ``trained``, ``started``, ``failed`` or ``new``."""
+    if (run_dir / FINAL_FILE).is_file():
+        evaluation = read_json(run_dir / EVAL_FILE)
+        return "complete" if evaluation is not None and evaluation.get("complete") else "trained"
+    if (run_dir / FAILED_FILE).is_file():
+        return "failed"
+    return "started" if (run_dir / "checkpoints").is_dir() else "new"
+
+
+def prepare_data(data: dict, progress: bool = True) -> dict:
+    """Prepare (or find, cached) the sweep's dataset; return the data spec with an absolute ``dir``
+    and the dataset's unigram perplexity."""
+    from decaylab.data import TokenDataset, prepare_dataset
+
+    spec = {**data, "dir": str(Path(data["dir"]).resolve())}
+    path = Path(spec["dir"])
+    if spec.get("source") is not None:
+        path = prepare_dataset(spec["source"], path, vocab_size=spec["vocab_size"], seed=spec["seed"],
+                               progress=progress)
+    return {**spec, "dir": str(path), "unigram_ppl": TokenDataset.open(path, "val").unigram_perplexity()}
+
+
+# --------------------------------------------------------------------------- execution
+
+
+@dataclass
+class Outcome:
+    """What the runner did with one run: ``skipped``, ``done``, ``failed`` or ``interrupted``."""
+
+    run_id: str
+    status: str
+    seconds: float = 0.0
+    message: str = ""
+
+
+def worker_slots(workers: int | None) -> list[dict[str, str]]:
+    """One environment per parallel worker. On a GPU host: one worker per GPU by default; with more
+    workers than GPUs they share the GPUs round-robin (small models leave a large GPU mostly idle).
+    On a CPU: up to 4 workers by default, sharing the cores evenly."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if gpus:
+        return [{"CUDA_VISIBLE_DEVICES": str(i % gpus)} for i in range(max(1, workers or gpus))]
+    cpus = len(os.sched_getaffinity(0))
+    n = max(1, workers or min(cpus, 4))
+    threads = str(max(1, cpus // n))
+    return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""} for _ in range(n)]
+
+
+class Worker:
+    """One long-lived worker process (``python -m decaylab.sweep.runner`` with ``env``) that runs
+    the run directories it is sent one at a time; restarted if it dies. Importing torch and
+    transformers takes seconds, so a process per run would cost more than a quick run trains."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def run(self, run_dir: Path) -> int:
+        """Run one run directory; the exit status of its work (0 = success, negative = the worker died)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "decaylab.sweep.runner"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, env={**os.environ, **self.env}, text=True)
+        try:
+            self.proc.stdin.write(f"{run_dir}\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+        except BrokenPipeError:
+            answer = ""
+        if answer.strip():
+            return int(answer)
+        rc = self.proc.wait()
+        self.proc = None
+        return rc if rc < 0 else -abs(rc or 1)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
+            self.proc = None
+
+
+def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: int | None = None,
+              log: Callable[[str], None] = print) -> list[Outcome]:
+    """Train and evaluate every run of ``runs`` under ``root/runs`` that is not complete.
+
+    ``data`` is the prepared data spec (see :func:`prepare_data`). Returns one outcome per run,
+    in the order of ``runs``; a failed run does not stop the others."""
+    todo, outcomes = [], {}
+    for run in runs:
+        run_dir = root / "runs" / run.run_id
+        spec = run_spec(run, scale, data)
+        old = read_json(run_dir / RUN_FILE)
+        if old is not None and old != spec:
+            outcomes[run.run_id] = Outcome(run.run_id, "failed", message=(
+                f"{run_dir / RUN_FILE} describes another run than this sweep would make; "
+                "move the run directory away or use another --out"))
+            continue
+        if old is not None and run_state(run_dir) == "complete":
+            outcomes[run.run_id] = Outcome(run.run_id, "skipped", message="finished earlier")
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if old is None:
+            write_json_atomic(run_dir / RUN_FILE, spec)
+        todo.append((run, run_dir.resolve()))
+    pool: queue.Queue = queue.Queue()
+    envs = worker_slots(workers)[:max(len(todo), 1)]
+    for env in envs:
+        pool.put(Worker(env))
+    skipped = sum(o.status == "skipped" for o in outcomes.values())
+    log(f"sweep {root}: {len(runs)} runs, {skipped} finished earlier (skipped), {len(todo)} to run "
+        f"on {len(envs)} worker(s)")
+    counter = {"done": 0}
+    lock = threading.Lock()
+
+    def execute(item: tuple[Run, Path]) -> Outcome:
+        worker = pool.get()
+        try:
+            outcome = _execute(*item, worker)
+        finally:
+            pool.put(worker)
+        with lock:
+            counter["done"] += 1
+            log(f"[{counter['done']}/{len(todo)}] {outcome.run_id}: {outcome.status} in {outcome.seconds:.0f} s"
+                + (f" ({outcome.message})" if outcome.message else ""))
+        return outcome
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(envs)) as threads:
+            for outcome in threads.map(execute, todo):
+                outcomes[outcome.run_id] = outcome
+    finally:
+        while not pool.empty():
+            pool.get().close()
+    return [outcomes[run.run_id] for run in runs]
+
+
+def _execute(run: Run, run_dir: Path, worker: Worker) -> Outcome:
+    """Run one run on ``worker`` and record a failure in ``failed.json``."""
+    start = time.perf_counter()
+    with open(run_dir / LOG_FILE, "a") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker environment {worker.env}\n")
+    rc = worker.run(run_dir)
+    seconds = time.perf_counter() - start
+    if rc == 0:
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        final = read_json(run_dir / FINAL_FILE) or {}
+        errors = [k for k, v in (read_json(run_dir / EVAL_FILE) or {}).items() if isinstance(v, dict) and "error" in v]
+        message = f"val ppl {final['val_ppl']:.1f}" if final.get("val_ppl") is not None else ""
+        if errors:
+            message += f"; evaluation errors in {', '.join(errors)} (see {EVAL_FILE})"
+        return Outcome(run.run_id, "done", seconds, message)
+    if rc == -signal.SIGINT:  # Ctrl-C: the run resumes on the next invocation, it did not fail
+        return Outcome(run.run_id, "interrupted", seconds)
+    tail = (run_dir / LOG_FILE).read_text().splitlines()[-20:]
+    if rc < 0:
+        tail.append(f"the worker process died (exit status {rc})")
+    write_json_atomic(run_dir / FAILED_FILE, {"exit_status": rc, "log_tail": tail, "time": time.time()})
+    last = next((line for line in reversed(tail) if line.strip()), "")
+    return Outcome(run.run_id, "failed", seconds, f"exit status {rc}: {last.strip()[:200]}")
+
+
+def work(run_dir: Path) -> None:
+    """Train the run in ``run_dir`` (or resume it, or find it finished), then evaluate it."""
+    from decaylab.sweep.evaluation import evaluate_run
+    from decaylab.train.config import build_config
+    from decaylab.train.loop import train
+
+    spec = read_json(run_dir / RUN_FILE)
+    with open(run_dir / LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a run left running by a killed sweep finishes first
+        train(build_config({**spec["train"], "run_dir": str(run_dir)}))
+        evaluate_run(run_dir, spec)
+
+
+def serve() -> None:
+    """The worker loop: for each run directory read from stdin, :func:`work` on it with its output
+    appended to its ``worker.log``, then answer its exit status (0 or 1) on stdout.
+
+    ``echo RUN_DIR | python -m decaylab.sweep.runner`` runs a single run by hand."""
+    import gc
+    import logging
+    import resource
+    import traceback
+
+    import torch
+
+    def cpu_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    answers = os.fdopen(os.dup(1), "w")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    startup = cpu_seconds()
+    for line in sys.stdin:
+        run_dir = Path(line.strip())
+        with open(run_dir / LOG_FILE, "a") as out:
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+            if startup:
+                print(f"worker process started ({startup:.1f} CPU seconds of imports)")
+                startup = 0.0
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            try:
+                work(run_dir)
+                rc = 0
+            except Exception:  # noqa: BLE001  (any failure is the run's, recorded in its log)
+                traceback.print_exc()
+                rc = 1
+            print(f"run {'finished' if rc == 0 else 'failed'}: {time.perf_counter() - wall:.1f} s wall, "
+                  f"{cpu_seconds() - cpu:.1f} CPU seconds")
+            sys.stdout.flush()
+            sys.stderr.flush()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        answers.write(f"{rc}\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    serve()

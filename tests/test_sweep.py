@@ -1,0 +1,289 @@
+"""Sweeps: presets cover the paper's families; a restarted sweep skips finished runs (untouched)
+and resumes started ones from their checkpoint; a failed run does not stop the others; the
+report holds every family's table and valid PNGs; claim verdicts follow from the numbers.
+CPU, micro model, a few steps."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from decaylab.sweep import presets
+from decaylab.sweep.presets import SOFTMAX, Design, Family, Scale
+from decaylab.sweep.report import DesignResult, claims, compare
+from decaylab.sweep.runner import (
+    expand,
+    init_sweep,
+    load_sweep,
+    prepare_data,
+    run_state,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+WORDS = ["the", "a", "slow", "fast", "decay", "key", "value", "state", "head", "layer", "old", "new", "small", "large", "first", "last"]
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_full_families_cover_the_paper():
+    fams = presets.full_families()
+    assert list(fams) == ["a", "b", "c", "d"]
+    for fam in fams.values():
+        assert fam.designs[-1] == SOFTMAX
+        assert all(not d.problems() for d in fam.designs), fam.key
+    a = {d.decay for d in fams["a"].designs}
+    assert {"mamba2", "mamba2-no-a", "mamba2-no-delta", "mamba2-no-a-no-delta", "tnl", "tnl-l"} <= a
+    assert {f"sd-{p}" for p in (0.8, 0.9, 0.95, 0.99)} <= a
+    b = [d for d in fams["b"].designs if d.decay]
+    assert {d.decay for d in b if d.shared} == {d.decay for d in b if not d.shared}
+    c = fams["c"].designs
+    assert Design("tnl", "scalar") in c and Design("tnl-l", "scalar") in c
+    assert Design("gla", "scalar") in c and Design("gla", "vector") in c
+    d = [x for x in fams["d"].designs if x.decay]
+    assert {x.granularity for x in d} == {"scalar"}
+    assert {x.positional for x in d} == {"none", "rope", "lrpe-cos", "tpe"}
+
+
+def test_quick_preset_is_a_deduplicated_subset_with_stable_ids():
+    quick, full = presets.quick_families(), presets.full_families()
+    for key, fam in quick.items():
+        assert set(fam.designs) <= set(full[key].designs)
+    runs = expand(quick, (0,))
+    ids = [r.run_id for r in runs]
+    assert len(ids) == len(set(ids)) == 26
+    assert [r.run_id for r in expand(presets.quick_families(), (0,))] == ids
+    gla = next(r for r in runs if r.run_id == "gla-vector-sep-none-s0")
+    assert gla.families == ("a", "b", "c")
+    assert len(expand(quick, (0, 1))) == 52
+
+
+def test_resolve_refuses_unknown_choices():
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.resolve("nope")
+    with pytest.raises(ValueError, match="unknown family 'e'"):
+        presets.resolve("quick", ["a", "e"])
+    fams, scale, seeds = presets.resolve("gpu", ["d"], "tiny", (3,))
+    assert list(fams) == ["d"] and scale.name == "tiny" and seeds == (3,)
+
+
+def test_sweep_command_lists_runs_and_refuses_another_scale(tmp_path, capsys):
+    from decaylab.cli import main as cli_main
+    from decaylab.sweep.runner import SweepError
+
+    assert cli_main(["sweep", "--preset", "quick", "--families", "b,d", "--list", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 15 and all(" new " in line for line in lines)
+    fams, scale, seeds = presets.resolve("quick", ["d"])
+    data = {"source": None, "dir": str(tmp_path / "data"), "vocab_size": 2048, "seed": 0}
+    init_sweep(tmp_path / "s", "quick", fams, scale, seeds, data)
+    init_sweep(tmp_path / "s", "quick", presets.resolve("quick", ["a"])[0], scale, (1,), data)  # extends
+    record, families, runs = load_sweep(tmp_path / "s")
+    assert list(families) == ["a", "d"] and record["seeds"] == [0, 1] and len(runs) == 2 * 20
+    with pytest.raises(SweepError, match="another scale"):
+        init_sweep(tmp_path / "s", "quick", fams, presets.SCALES["tiny"], seeds, data)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def _results(losses: dict[Design, list[float]]) -> dict[str, DesignResult]:
+    return {d.key: DesignResult(d, values={"val_loss": v}) for d, v in losses.items()}
+
+
+def _verdict(family: Family, losses: dict[Design, list[float]], number: int) -> str:
+    found = {c.number: c for c in claims({family.key: family}, _results(losses))}
+    return found[number].verdict
+
+
+def _family(key: str, designs: list[Design]) -> Family:
+    return Family(key, key, "?", tuple(designs) + (SOFTMAX,))
+
+
+DECAYS = ("gla", "mamba2", "sd-0.99")
+
+
+@pytest.mark.parametrize("scalar_offset, spread, verdict", [
+    (0.10, 0.005, "agree"),         # vector clearly better beyond seed spread
+    (0.01, 0.05, "inconclusive"),   # overlapping spreads
+    (-0.10, 0.005, "disagree"),     # scalar clearly better
+])
+def test_granularity_verdict_follows_the_numbers(scalar_offset, spread, verdict):
+    fam = _family("c", [Design(n, g) for n in DECAYS for g in ("scalar", "vector")])
+    losses = {}
+    for i, name in enumerate(DECAYS):
+        base = 4.0 + 0.05 * i
+        losses[Design(name, "vector")] = [base - spread, base, base + spread]
+        losses[Design(name, "scalar")] = [base + scalar_offset - spread, base + scalar_offset,
+                                          base + scalar_offset + spread]
+    assert _verdict(fam, losses, 3) == verdict
+
+
+def test_sharing_verdict_counts_pairs():
+    fam = _family("b", [Design(n, "vector", s) for n in DECAYS for s in (False, True)])
+    losses = {Design(n, "vector", s): [4.0 + (0.2 if s else 0.0) + e for e in (-0.01, 0.0, 0.01)]
+              for n in DECAYS for s in (False, True)}
+    assert _verdict(fam, losses, 2) == "agree"
+    losses[Design("gla", "vector", True)] = [3.5, 3.51, 3.49]  # one pair the other way: still 2 of 3
+    assert _verdict(fam, losses, 2) == "agree"
+    for n in ("mamba2", "sd-0.99"):
+        losses[Design(n, "vector", True)] = [3.8, 3.81, 3.79]
+    assert _verdict(fam, losses, 2) == "disagree"
+
+
+def test_parameterization_verdict():
+    names = ("gla", "mamba2", "sd-0.8", "sd-0.99")
+    fam = _family("a", [Design(n) for n in names])
+    spread = {Design(n): [4.0 + 0.3 * i + e for e in (-0.01, 0.0, 0.01)] for i, n in enumerate(names)}
+    assert _verdict(fam, spread, 1) == "agree"
+    same = {Design(n): [4.0 + 0.001 * i + e for e in (-0.001, 0.0, 0.001)] for i, n in enumerate(names)}
+    assert _verdict(fam, same, 1) == "disagree"
+    single_seed = {Design(n): [4.0 + 0.001 * i] for i, n in enumerate(names)}
+    assert _verdict(fam, single_seed, 1) == "inconclusive"
+    assert _verdict(fam, {Design("gla"): [4.0]}, 1) == "inconclusive"
+
+
+def test_rope_verdict():
+    fam = _family("d", [Design(n, "scalar", False, p) for n in DECAYS for p in ("none", "rope")])
+
+    def losses(rope_delta, spread):
+        return {Design(n, "scalar", False, p): [4.0 + (rope_delta if p == "rope" else 0.0) + e
+                                                for e in (-spread, 0.0, spread)]
+                for n in DECAYS for p in ("none", "rope")}
+
+    assert _verdict(fam, losses(0.0, 0.002), 4) == "agree"        # no gain, precise measurement
+    assert _verdict(fam, losses(-0.2, 0.002), 4) == "disagree"    # RoPE clearly better everywhere
+    assert _verdict(fam, losses(0.0, 0.2), 4) == "inconclusive"   # too noisy to rule out a gain
+    mixed = losses(0.0, 0.002)
+    mixed[Design("gla", "scalar", False, "rope")] = [3.8, 3.801, 3.799]
+    assert _verdict(fam, mixed, 4) == "agree"                        # better in 1 of 3 pairs only
+    two = _family("d", [Design(n, "scalar", False, p) for n in DECAYS[:2] for p in ("none", "rope")])
+    assert _verdict(two, {d: v for d, v in mixed.items() if d.decay in DECAYS[:2]}, 4) == "inconclusive"
+
+
+def test_compare_uses_seed_spread_or_the_single_seed_floor():
+    assert compare("a", [4.1, 4.1], "b", [4.0, 4.0]).outcome == "worse"
+    assert compare("a", [4.1, 3.9], "b", [4.0, 4.2]).outcome == "tied"
+    single = compare("a", [4.015], "b", [4.0])
+    assert not single.measured and single.outcome == "tied"
+    assert compare("a", [3.9], "b", [4.0]).outcome == "better"
+
+
+# --------------------------------------------------------------------------- runner and report
+
+
+def _write_corpus(path: Path, n_docs: int = 80) -> Path:
+    rng = random.Random(0)
+    with open(path, "w") as f:
+        for _ in range(n_docs):
+            text = " ".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9))) + "."
+                            for _ in range(rng.randint(8, 20)))
+            f.write(json.dumps({"text": text}) + "\n")
+    return path
+
+
+TEST_FAMILIES = {
+    "a": Family("a", "parameterization", "?", (Design("gla"), SOFTMAX)),
+    "b": Family("b", "sharing", "?", (Design("gla"), Design("gla", shared=True), SOFTMAX)),
+    "c": Family("c", "granularity", "?", (Design("gla", "scalar"), Design("gla"), SOFTMAX)),
+    "d": Family("d", "positional", "?", (Design("gla", "scalar"), Design("gla", "scalar", positional="rope"), SOFTMAX)),
+}
+BROKEN = "gla-scalar-sep-rope-s0"
+
+
+def _test_scale(data_dir: str) -> Scale:
+    train = {"seq_len": 32, "micro_batch_size": 4, "grad_accum": 1, "steps": 6, "lr": 3e-3, "warmup_steps": 1,
+             "schedule": "cosine", "eval_every": 0, "eval_batches": 2, "final_eval_batches": 2, "eval_batch_size": 4,
+             "log_every": 1, "ckpt_every": 2}
+    return Scale("test", "micro", {"source": None, "dir": data_dir, "vocab_size": 320, "seed": 0}, train,
+                 extrapolation_batches=1, mqar_steps=2, mqar_task={"seq_len": 16, "num_pairs": 2, "vocab_size": 16},
+                 mqar_batch_size=4, analysis_batches=1)
+
+
+def _sweep(root: Path, scale: Scale, only: set[str] | None = None) -> dict[str, str]:
+    """One invocation of the runner on the test sweep (``only``: a subset of its runs); run id → outcome."""
+    from decaylab.sweep.runner import run_sweep
+
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
+    runs = [r for r in expand(TEST_FAMILIES, (0,)) if only is None or r.run_id in only]
+    return {o.run_id: o.status for o in run_sweep(root, runs, scale, data, workers=2, log=lambda line: None)}
+
+
+def _finished(root: Path) -> dict[str, tuple[int, str]]:
+    """run id → (mtime_ns, content) of every final.json."""
+    return {p.parent.name: (p.stat().st_mtime_ns, p.read_text()) for p in root.glob("runs/*/final.json")}
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    from decaylab.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("sweep-data")
+    return prepare_dataset(_write_corpus(root / "corpus.jsonl"), root / "ds", vocab_size=320, progress=False)
+
+
+def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
+    from decaylab.train.metrics import read_metrics
+
+    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    runs = [r.run_id for r in expand(TEST_FAMILIES, (0,))]
+    assert len(runs) == 5  # designs shared by several families train once
+    first = {"gla-vector-sep-none-s0", "softmax-s0", BROKEN}
+    # A run that cannot start (its checkpoint pointer names a missing checkpoint) must not stop the others.
+    broken = root / "runs" / BROKEN / "checkpoints"
+    broken.mkdir(parents=True)
+    (broken / "latest").write_text("step_0000099\n")
+
+    # 1. A first invocation (as if interrupted) finishes part of the sweep; the broken run fails alone.
+    assert _sweep(root, scale, first) == {"gla-vector-sep-none-s0": "done", "softmax-s0": "done", BROKEN: "failed"}
+    failure = json.loads((root / "runs" / BROKEN / "failed.json").read_text())
+    assert failure["exit_status"] != 0 and any("missing or incomplete" in line for line in failure["log_tail"])
+    assert run_state(root / "runs" / BROKEN) == "failed"
+    # The softmax run is now "interrupted" after its last checkpoint: it must resume, not restart.
+    started = root / "runs" / "softmax-s0"
+    curve = read_metrics(started)
+    (started / "final.json").unlink()
+    (started / "eval.json").unlink()
+    assert run_state(started) == "started"
+    finished = _finished(root)
+    assert set(finished) == {"gla-vector-sep-none-s0"}
+
+    # 2. Repair and restart: finished runs are skipped and untouched, the rest complete.
+    (broken / "latest").unlink()
+    outcomes = _sweep(root, scale)
+    assert outcomes == {r: ("skipped" if r in finished else "done") for r in runs}
+    assert {r: v for r, v in _finished(root).items() if r in finished} == finished
+    assert read_metrics(started) == curve
+    assert "resuming at step 6" in (started / "worker.log").read_text()
+    assert not (root / "runs" / BROKEN / "failed.json").exists()
+    assert all(run_state(root / "runs" / r) == "complete" for r in runs)
+    assert _sweep(root, scale) == {r: "skipped" for r in runs}
+
+    # 3. The report: every family's table, and figures that exist and are valid PNGs.
+    from decaylab.cli import main as cli_main
+
+    assert cli_main(["report", str(root)]) == 0
+    report = (root / "report" / "report.md").read_text()
+    _, families, _ = load_sweep(root)
+    for fam in families.values():
+        assert f"## ({fam.key}) {fam.name}" in report
+        for d in fam.designs:
+            assert f"| {d.label} | 1/1 |" in report
+    for number, family in zip("1234", "abcd"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {number} | ({family}) |"))
+        assert row.rstrip(" |").split("**")[-2] in ("agree", "disagree", "inconclusive")
+    images = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    assert {f"loss_{k}.png" for k in "abcd"} <= set(images)
+    assert {f"decay_{k}.png" for k in "abcd"} <= set(images)
+    for name in images:
+        data = (root / "report" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        import matplotlib.image
+
+        assert matplotlib.image.imread(root / "report" / name).ndim == 3
+    rows = (root / "report" / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + sum(len(f.designs) for f in families.values())
+    assert not list((root / "report").glob(".*.tmp"))
