@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -37,15 +38,18 @@ def save_figure(fig, path: str | Path) -> Path:
 def plot_median_decay_by_layer(stats: list[DecayStats], path: str | Path, key: str = "decay_median",
                                title: str = "Median decay per layer"):
     """One line per model: ``key`` (default median λ) of each layer against the layer index."""
-    fig, ax = new_figure()
-    for s in stats:
-        ax.plot(range(s.num_layers), s.layer_values(key), marker="o", label=s.model)
+    fig, ax = new_figure(8.5, 4.5)
+    colors = matplotlib.colormaps["tab20"].colors  # distinct colours for up to 20 models
+    styles = ("-", "--", ":")
+    for i, s in enumerate(stats):
+        ax.plot(range(s.num_layers), s.layer_values(key), marker="o", label=s.model,
+                color=colors[i % len(colors)], linestyle=styles[(i // len(colors)) % len(styles)])
     ax.set_xlabel("layer")
     ax.set_ylabel("median decay λ" if key == "decay_median" else key)
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.ticklabel_format(axis="y", useOffset=False)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     save_figure(fig, path)
     return fig
 
