@@ -1,0 +1,34 @@
+"""The command line: dispatch, `space` and `generate`."""
+
+import torch
+
+from decaylab.cli import main
+from decaylab.data import train_bpe_tokenizer
+from decaylab.decay import design_space
+from decaylab.model import build_model, make_config
+
+
+def test_space_lists_every_valid_combination(capsys, tmp_path):
+    assert main(["space", "--size", "micro", "--csv", str(tmp_path / "space.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(design_space())} valid combinations" in out
+    rows = (tmp_path / "space.csv").read_text().splitlines()
+    assert len(rows) == len(design_space()) + 1
+    tnl = [r for r in rows if r.startswith("tnl,scalar,False,none")][0]
+    assert abs(float(tnl.split(",")[-1]) - 0.996) < 0.01  # median of exp(TNL's fixed log decays)
+
+
+def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
+    texts = ["the cat sat on the mat and the dog sat on the log"] * 20
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=300)
+    tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    torch.manual_seed(0)
+    model = build_model(make_config("micro", vocab_size=len(tokenizer))).eval()
+    model.save_pretrained(tmp_path)
+    assert main(["generate", str(tmp_path), "--prompt", "the cat", "--max-new-tokens", "5"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    ids = tokenizer("the cat", return_tensors="pt").input_ids
+    with torch.no_grad():
+        for _ in range(5):
+            ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
+    assert printed == tokenizer.decode(ids[0], skip_special_tokens=True)
