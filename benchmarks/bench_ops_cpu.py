@@ -7,6 +7,7 @@ Usage: python benchmarks/bench_ops_cpu.py [--repeats 5]
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -14,6 +15,13 @@ import time
 import torch
 
 from decaylab.ops import decay_linear_attention
+
+
+def run_once(leaves: list[torch.Tensor], backend: str, backward: bool) -> None:
+    with torch.set_grad_enabled(backward):
+        o, _ = decay_linear_attention(*leaves, backend=backend)
+        if backward:
+            o.sum().backward()
 
 
 def timed(fn, repeats: int) -> float:
@@ -44,15 +52,9 @@ def main() -> None:
         for pass_name in ("forward", "forward+backward"):
             times = {}
             for backend in ("naive", "chunk"):
-                leaves = [x.clone().requires_grad_(pass_name != "forward") for x in (q, k, v, g)]
-
-                def run():
-                    with torch.set_grad_enabled(pass_name != "forward"):
-                        o, _ = decay_linear_attention(*leaves, backend=backend)
-                        if pass_name != "forward":
-                            o.sum().backward()
-
-                times[backend] = timed(run, args.repeats)
+                backward = pass_name != "forward"
+                leaves = [x.clone().requires_grad_(backward) for x in (q, k, v, g)]
+                times[backend] = timed(functools.partial(run_once, leaves, backend, backward), args.repeats)
             label = "vector" if vector else "scalar"
             print(f"{label:<8}{pass_name:<14}{times['naive'] * 1e3:>10.1f}{times['chunk'] * 1e3:>10.1f}"
                   f"{times['naive'] / times['chunk']:>9.1f}×")

@@ -38,9 +38,9 @@ class DecayLinearAttention(nn.Module):
         channels = config.num_heads * config.decay_channels_per_head
         ctx = DecayContext(channels, config.num_heads, layer_idx, config.num_hidden_layers)
         self.decay = spec.build(ctx)
-        self.layer_idx = layer_idx
-
-        self.tpe = ToeplitzPositional(d, config.num_heads, config.rms_norm_eps, config.backend) if spec.positional == "tpe" else None
+        self.tpe = None
+        if spec.positional == "tpe":
+            self.tpe = ToeplitzPositional(d, config.num_heads, config.rms_norm_eps, config.backend)
         self.q_proj = nn.Linear(d, HK, bias=False)
         self.k_proj = nn.Linear(d, HK, bias=False)
         self.v_proj = nn.Linear(d, HK, bias=False)
