@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from decaylab.atomic import write_text_atomic
 from decaylab.sweep.evaluation import read_evaluation
 from decaylab.sweep.presets import Design, Family
 from decaylab.sweep.runner import (
@@ -474,12 +475,6 @@ FIGURES = (("loss", "loss curves", plot_losses), ("decay", "median decay per lay
 # --------------------------------------------------------------------------- the report
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) -> list[str]:
     scale, data = record["scale"], record["data"]
     train = scale["train"]
@@ -551,8 +546,8 @@ def write_report(root: str | Path) -> Path:
     record, families, results, rows = collect(root)
     out = root / REPORT_DIR
     out.mkdir(exist_ok=True)
-    _write_text(out / "results.csv", results_csv(families, results))
-    _write_text(out / "runs.csv", runs_csv(rows))
+    write_text_atomic(out / "results.csv", results_csv(families, results))
+    write_text_atomic(out / "runs.csv", runs_csv(rows))
     lines = _header(record, results, rows) + _claims_section(claims(families, results))
     for fam in families.values():
         lines += ["", f"## ({fam.key}) {fam.name}", "", fam.question, "", family_table(fam, results), ""]
@@ -566,5 +561,5 @@ def write_report(root: str | Path) -> Path:
             lines.append("")
     lines += _provenance(record)
     path = out / "report.md"
-    _write_text(path, "\n".join(lines).rstrip() + "\n")
+    write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path

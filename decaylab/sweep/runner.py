@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from decaylab.atomic import write_text_atomic
 from decaylab.sweep.presets import Design, Family, Scale
 
 SWEEP_FILE = "sweep.json"
@@ -121,9 +122,7 @@ def run_spec(run: Run, scale: Scale, data: dict) -> dict:
 
 def write_json_atomic(path: Path, value: object) -> None:
     """Replace ``path`` with ``value`` as JSON so that readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict | None:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from decaylab.atomic import write_text_atomic
 from decaylab.train import build
 from decaylab.train.checkpoint import (
     gather_model_state,
@@ -42,7 +43,6 @@ from decaylab.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    write_text_atomic,
 )
 from decaylab.train.config import ConfigError, TrainConfig
 from decaylab.train.distributed import (

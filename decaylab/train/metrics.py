@@ -8,9 +8,10 @@ TensorBoard, so the log of a resumed run equals that of an uninterrupted one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from decaylab.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -41,9 +42,7 @@ class MetricsLog:
         run_dir.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(run_dir) if r["step"] <= start_step]
         path = run_dir / METRICS_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(path, "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
