@@ -6,6 +6,7 @@ One function serves the whole design space: every parameterization only changes 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Callable
 
@@ -90,6 +91,7 @@ _IMPLEMENTATIONS: dict[str, Callable] = {
 }
 
 
+@functools.cache
 def triton_available() -> bool:
     """True when the Triton kernels exist and Triton is importable (they run on CUDA)."""
     return (
