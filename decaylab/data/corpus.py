@@ -15,6 +15,8 @@ import lzma
 import os
 from pathlib import Path
 
+from decaylab.data.manifest import read_versioned_manifest
+
 CORPUS_FILE = "corpus.jsonl.xz"
 MANIFEST_FILE = "manifest.json"
 CORPUS_FORMAT = "decaylab-corpus"
@@ -67,18 +69,10 @@ def write_corpus(documents: list[dict], out_dir: str | Path, sources: list[dict]
 
 def read_corpus_manifest(corpus_dir: str | Path, *, hint: str = "rebuild it with `python scripts/build_corpus.py`") -> dict:
     path = Path(corpus_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus manifest {path} is missing; {hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"corpus manifest {path} is not valid JSON ({e}); {hint}") from None
-    if manifest.get("format") != CORPUS_FORMAT or manifest.get("format_version") != CORPUS_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} is not a {CORPUS_FORMAT} v{CORPUS_FORMAT_VERSION} manifest "
-            f"(format={manifest.get('format')!r}, version={manifest.get('format_version')!r}); {hint}"
-        )
-    return manifest
+    return read_versioned_manifest(
+        path, CORPUS_FORMAT, CORPUS_FORMAT_VERSION, what=f"corpus manifest {path}",
+        missing=f"corpus manifest {path} is missing; {hint}", hint=hint,
+    )
 
 
 def load_corpus_documents(corpus_dir: str | Path, *, hint: str = "rebuild it with `python scripts/build_corpus.py`") -> list[dict]:

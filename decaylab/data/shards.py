@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from decaylab.data.corpus import LARGE_DIR
+from decaylab.data.manifest import read_versioned_manifest
 from decaylab.data.sources import open_source
 from decaylab.data.tokenizer import TOKENIZER_FILE, encode_batch, load_tokenizer, tokenizer_vocab_size, train_bpe_tokenizer
 
@@ -72,20 +73,10 @@ def rebuild_hint(directory: Path) -> str:
 def read_manifest(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: {directory} is not a prepared decaylab dataset; create it with `decaylab.data.prepare_dataset`"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); {rebuild_hint(directory)}") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest (format={manifest.get('format')!r}, "
-            f"version={manifest.get('format_version')!r}); {rebuild_hint(directory)}"
-        )
-    return manifest
+    missing = (f"{path} is missing: {directory} is not a prepared decaylab dataset; "
+               "create it with `decaylab.data.prepare_dataset`")
+    return read_versioned_manifest(path, FORMAT, FORMAT_VERSION, what=str(path), missing=missing,
+                                   hint=rebuild_hint(directory))
 
 
 def validate_dataset(directory: str | Path, *, verify: str = "quick") -> dict:
