@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from decaylab.decay import DecaySpec, LayerLowerBounds, design_space
 from decaylab.model import count_parameters, make_config
 from decaylab.model.layers import DecayLinearAttention
+from decaylab.model.modeling import init_module
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,7 @@ def initial_decays(config, tokens: int = 256, seed: int = 0) -> torch.Tensor:
     with torch.no_grad():
         for layer in range(config.num_hidden_layers):
             attn = DecayLinearAttention(config, layer)
-            for module in attn.modules():  # the model's init: normal(0, initializer_range) projections
-                if isinstance(module, torch.nn.Linear):
-                    torch.nn.init.normal_(module.weight, std=config.initializer_range)
+            attn.apply(functools.partial(init_module, std=config.initializer_range))
             g, _ = attn.decay_and_key(x, lower_bound=bounds)
             values.append(g.exp().flatten())
     return torch.cat(values)

@@ -38,6 +38,17 @@ def token_positions(mask: torch.Tensor | None, T: int, start: torch.Tensor, cu_s
     return start[:, None] + (mask.long().cumsum(dim=1) - 1).clamp_min(0)
 
 
+@torch.no_grad()
+def init_module(module: nn.Module, std: float) -> None:
+    """Normal(0, std) for projections and embeddings, ones for RMSNorm; each decay owns its init."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    elif isinstance(module, nn.RMSNorm):
+        nn.init.ones_(module.weight)
+    elif isinstance(module, (Decay, LayerLowerBounds, ToeplitzPositional)):
+        module.reset_parameters()
+
+
 class DecayLinearPreTrainedModel(PreTrainedModel):
     config_class = DecayLinearConfig
     base_model_prefix = "model"
@@ -45,16 +56,8 @@ class DecayLinearPreTrainedModel(PreTrainedModel):
     _is_stateful = True
     supports_gradient_checkpointing = False
 
-    @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Normal(0, initializer_range) for projections and embeddings; each decay owns its init."""
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, nn.RMSNorm):
-            nn.init.ones_(module.weight)
-        elif isinstance(module, (Decay, LayerLowerBounds, ToeplitzPositional)):
-            module.reset_parameters()
+        init_module(module, self.config.initializer_range)
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
