@@ -184,6 +184,15 @@ def _write_corpus(path: Path, n_docs: int = 80) -> Path:
     return path
 
 
+def test_h200_study_covers_every_family_and_the_extra_parameterizations():
+    families, scale, seeds = presets.resolve("h200")
+    quick = presets.quick_families()
+    assert len(seeds) >= 2 and scale.size == "small" and scale.data["source"] == "large"
+    assert {d.decay for d in families["a"].designs} == {d.decay for d in quick["a"].designs} | {"gla-pow", "lssp", "tnl-l"}
+    assert all(families[k] == quick[k] for k in "bcd")
+    assert families["a"].designs[-1] == SOFTMAX and all(not d.problems() for d in families["a"].designs)
+
+
 TEST_FAMILIES = {
     "a": Family("a", "parameterization", "?", (Design("gla"), SOFTMAX)),
     "b": Family("b", "sharing", "?", (Design("gla"), Design("gla", shared=True), SOFTMAX)),
@@ -223,6 +232,43 @@ def dataset_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("sweep-data")
     return prepare_dataset(_write_corpus(root / "corpus.jsonl"), root / "ds", vocab_size=320, progress=False)
+
+
+CTRL_C_SCRIPT = """
+import json, sys
+from pathlib import Path
+from tests.test_sweep import TEST_FAMILIES, _test_scale
+from decaylab.sweep.presets import with_train
+from decaylab.sweep.runner import expand, init_sweep, prepare_data, run_sweep
+root, scale = Path(sys.argv[1]), with_train(_test_scale(sys.argv[2]), steps=100_000, ckpt_every=1)
+data = prepare_data(scale.data, progress=False)
+init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
+outcomes = run_sweep(root, expand(TEST_FAMILIES, (0,)), scale, data, workers=2, log=lambda line: None)
+print(json.dumps({o.run_id: o.status for o in outcomes}))
+"""
+
+
+def test_ctrl_c_ends_the_runs_in_flight_as_interrupted_not_failed(tmp_path, dataset_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "sweep"
+    # Its own session, so that the Ctrl-C reaches the runner and its workers as a terminal's would.
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(root), str(dataset_dir)], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True, cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 120
+    while len(list(root.glob("runs/*/checkpoints/latest"))) < 2:  # both workers are training
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep never started training"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    outcomes = json.loads(out.splitlines()[-1])
+    assert set(outcomes.values()) == {"interrupted"}
+    assert not list(root.glob("runs/*/failed.json"))
+    assert sum(run_state(d) == "started" for d in root.glob("runs/*")) >= 2
 
 
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):

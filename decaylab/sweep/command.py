@@ -109,13 +109,17 @@ def main(args: argparse.Namespace) -> int:
     try:
         outcomes = run_sweep(root, selected, scale, data, workers=args.workers,
                              log=lambda line: print(line, flush=True))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C while the runs in flight were stopping
         print(f"\ninterrupted: run the same command to resume ({root})", file=sys.stderr)
         return 130
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed", "interrupted")}
     seconds = time.perf_counter() - start
     record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
                              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))})
+    if counts["interrupted"]:
+        print(f"\ninterrupted: {counts['done']} runs finished in {seconds:.0f} s; run the same command to resume "
+              f"({root})", file=sys.stderr)
+        return 130
     report = write_report(root)
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"{len(outcomes)} runs ({counts['skipped']} skipped, {counts['done']} run, {counts['failed']} failed) "

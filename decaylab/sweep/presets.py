@@ -24,6 +24,7 @@ A **preset** is a choice of designs (``quick`` or ``full``), a default scale and
             one seed, on 2 CPU cores in well under 15 minutes
     cpu     every design at the ``tiny`` scale, one seed (hours on a CPU)
     gpu     every design at the ``small`` scale (~7M parameters), two seeds: a starting point for one GPU
+    h200    the ``study`` designs at the ``study`` scale, two seeds: 56 runs in ~12 minutes of one H200
     paper   every design at 160M parameters on FineWeb-Edu, 10B tokens, as in the paper
 
 Quick scale, and why: the micro model (d 64, 2 layers, 4 heads of 16, FFN 176, ~0.37M
@@ -43,6 +44,13 @@ perplexity, and the numbers are the same from run to run (the training is determ
 The MQAR probe is off at this scale: a micro model needs hundreds of probe steps to rise above
 chance, which would cost more than the language-model run itself (the ``tiny`` and larger
 scales run it).
+
+Study scale, and why (``--preset h200``, reports/h200-2026-11-28): the small model (d 256, 4
+layers, 7.4M parameters) on the larger corpus, 600 steps of 32 × 512 tokens (9.8M tokens, 0.58
+epoch), MQAR probe 400 steps. With 8 runs sharing one H200, the small model trained at 1.41M
+tokens/s in aggregate and a 34M model (d 512, 8 layers) at 0.64M: in the ~12 GPU minutes for 56
+runs the small model sees 1.3 tokens per parameter, the 34M one 0.13. Designs: the quick designs
+plus GLA with σ(f)^(1/τ), LSSP and TNL-L in (a).
 
 Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
 LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
@@ -156,7 +164,15 @@ def quick_families() -> dict[str, Family]:
                      ["sd-0.99", "tnl"])
 
 
-DESIGN_SETS = {"quick": quick_families, "full": full_families}
+def study_families() -> dict[str, Family]:
+    """The designs of ``--preset h200``: the quick subset plus GLA's second form, LSSP and TNL-L in (a)."""
+    quick = quick_families()
+    extra = tuple(Design(n, "scalar" if n in FIXED_DECAYS else "vector") for n in ("gla-pow", "lssp", "tnl-l"))
+    a = quick["a"]
+    return {**quick, "a": replace(a, designs=a.designs[:-1] + extra + (SOFTMAX,))}
+
+
+DESIGN_SETS = {"quick": quick_families, "study": study_families, "full": full_families}
 
 # --------------------------------------------------------------------------- scales
 
@@ -245,6 +261,9 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("small", "small", LARGE_8K, _train(512, 32, 2000, 2e-3, eval_every=500, ckpt_every=500,
                                             final_eval_batches=100), mqar_steps=1000,
           mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
+    # ~7M parameters, 9.8M tokens of the larger corpus: the one-H200 study (see the module docstring).
+    Scale("study", "small", LARGE_8K, _train(512, 32, 600, 2e-3, ckpt_every=200, final_eval_batches=100),
+          mqar_steps=400, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
     # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.
     *(Scale(size, size, FINEWEB_EDU,
             _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,
@@ -275,6 +294,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("quick", "a subset of every family, micro model, 2 CPU cores, < 15 minutes", "quick", "quick", (0,)),
     Preset("cpu", "every design, tiny model, embedded corpus (hours on a CPU)", "full", "tiny", (0,)),
     Preset("gpu", "every design, small model, larger corpus, two seeds (one GPU)", "full", "small", (0, 1)),
+    Preset("h200", "the quick designs plus GLA-pow, LSSP and TNL-L, ~7M parameters, larger corpus, two seeds, "
+           "~20 minutes on one H200", "study", "study", (0, 1)),
     Preset("paper", "every design at 160M parameters, FineWeb-Edu, 10B tokens (as the paper)", "full", "160m", (0,)),
 )}
 

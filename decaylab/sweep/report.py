@@ -532,10 +532,12 @@ def _provenance(record: dict) -> list[str]:
         return []
     lines = ["", "## How this sweep ran", "",
              f"Total wall time of the invocations: {sum(c['wall_s'] for c in calls) / 60:.1f} minutes.", "",
-             "| started | command | wall | runs done / skipped / failed | hardware | versions |", "|---|---|---|---|---|---|"]
+             "| started | command | wall | runs done / skipped / failed / interrupted | hardware | versions |",
+             "|---|---|---|---|---|---|"]
     for c in calls:
         lines.append(f"| {c['started']} | `{c['command']}` | {c['wall_s'] / 60:.1f} min | "
-                     f"{c['done']} / {c['skipped']} / {c['failed']} | {c['hardware']} ({c['host']}) | "
+                     f"{c['done']} / {c['skipped']} / {c['failed']} / {c.get('interrupted', 0)} | "
+                     f"{c['hardware']} ({c['host']}) | "
                      f"Python {c['python']}, torch {c['torch']}, decaylab {c['decaylab']} |")
     return lines
 

@@ -310,11 +310,12 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
         f"on {len(envs)} worker(s)")
     counter = {"done": 0}
     lock = threading.Lock()
+    stopping = threading.Event()  # set on Ctrl-C: runs in flight then end "interrupted", not "failed"
 
     def execute(item: tuple[Run, Path]) -> Outcome:
         worker = pool.get()
         try:
-            outcome = _execute(*item, worker)
+            outcome = _execute(*item, worker, stopping)
         finally:
             pool.put(worker)
         with lock:
@@ -325,16 +326,24 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
 
     try:
         with ThreadPoolExecutor(max_workers=len(envs)) as threads:
-            for outcome in threads.map(execute, todo):
-                outcomes[outcome.run_id] = outcome
+            futures = [threads.submit(execute, item) for item in todo]
+            try:
+                for future in futures:
+                    future.result()
+            except KeyboardInterrupt:  # the workers got the same Ctrl-C; collect what each run reached
+                stopping.set()
+                threads.shutdown(cancel_futures=True)
+            for (run, _), future in zip(todo, futures):
+                outcomes[run.run_id] = Outcome(run.run_id, "interrupted") if future.cancelled() else future.result()
     finally:
         while not pool.empty():
             pool.get().close()
     return [outcomes[run.run_id] for run in runs]
 
 
-def _execute(run: Run, run_dir: Path, worker: Worker) -> Outcome:
-    """Run one run on ``worker`` and record a failure in ``failed.json``."""
+def _execute(run: Run, run_dir: Path, worker: Worker, stopping: threading.Event) -> Outcome:
+    """Run one run on ``worker`` and record a failure in ``failed.json`` (unless the sweep is
+    ``stopping``: a run ended by Ctrl-C resumes on the next invocation, it did not fail)."""
     start = time.perf_counter()
     with open(run_dir / LOG_FILE, "a") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker environment {worker.env}\n")
@@ -348,7 +357,7 @@ def _execute(run: Run, run_dir: Path, worker: Worker) -> Outcome:
         if errors:
             message += f"; evaluation errors in {', '.join(errors)} (see {EVAL_FILE})"
         return Outcome(run.run_id, "done", seconds, message)
-    if rc == -signal.SIGINT:  # Ctrl-C: the run resumes on the next invocation, it did not fail
+    if rc == -signal.SIGINT or stopping.is_set():
         return Outcome(run.run_id, "interrupted", seconds)
     tail = (run_dir / LOG_FILE).read_text().splitlines()[-20:]
     if rc < 0:
