@@ -1,7 +1,7 @@
 """GPU benchmark of the decay linear-attention operator: ours (Triton) vs flash-linear-attention
 vs the PyTorch chunked backend, forward and forward+backward, plus the decode step.
 
-    python benchmarks/bench_ops_gpu.py [--variants] [--skip-chunk] [--json PATH]
+    python benchmarks/bench_ops_gpu.py [--variants] [--backends ours,fla,chunk] [--shapes S1,S2] [--json PATH]
 
 One run measures its own ceilings (device copy bandwidth, bf16 matrix rate), then times every
 case with CUDA events (median after warm-up) on fresh random inputs. Columns: median ms, ratio
@@ -9,7 +9,10 @@ to fla (fla time / ours: > 1 means faster than fla), TFLOP/s on the chunked algo
 work (C = 64: 2C(K+V) + 4KV FLOP per token and head forward, 3× that forward+backward), and the
 memory floor (bytes that must move ÷ measured copy bandwidth) as a fraction of the time.
 ``--variants`` also times other kernel configurations of ours (for choosing the rules).
-fla is optional: install it (e.g. from carried wheels) to get its columns.
+fla is optional: install it (e.g. from carried wheels) to get its columns. Its first call of each
+shape autotunes for a minute or more (not timed, but it counts against a device allowance): give a
+full run at least 6 minutes. Every timing is printed as soon as it is measured (``# S1 vector fwd
+ours: … ms``) and ``--json`` is rewritten after each case, so a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -274,7 +277,9 @@ def versions():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", action="store_true")
-    ap.add_argument("--skip-chunk", action="store_true", help="skip the slow PyTorch chunked backend")
+    ap.add_argument("--backends", default="ours,fla,chunk",
+                    help="comma-separated, timed in this order (chunk, the PyTorch backend, is slow at S1)")
+    ap.add_argument("--shapes", default=",".join(label.split()[0] for label in SHAPES), help="e.g. S1 or S1,S2")
     ap.add_argument("--json", help="also write the results as JSON here")
     args = ap.parse_args()
 
@@ -300,28 +305,44 @@ def main():
     for kind, name, ms, floor, queued in dec:
         print(f"| {kind} | {name} | {ms * 1e3:.1f} | {floor / ms:.2f} (floor {floor * 1e3:.1f} µs) | {queued * 1e3:.1f} |")
 
-    impls = backends()
+    available = backends()
+    missing = [b for b in args.backends.split(",") if b not in available]
+    if missing:
+        print(f"# not available, skipped: {', '.join(missing)}")
+    impls = {b: available[b] for b in args.backends.split(",") if b in available}
+    shapes = {label: shape for label, shape in SHAPES.items() if label.split()[0] in args.shapes.split(",")}
     results = []
-    print("\n| shape | decay | pass | backend | ms | vs fla | TFLOP/s | floor/time |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, shape in SHAPES.items():
+
+    def save():
+        if args.json:
+            with open(args.json + ".tmp", "w") as f:
+                json.dump(dict(results=results, decode=dec, copy_bw=bw, matmul=mm,
+                               variants=[(a, b, p, vars(c), d) for a, b, p, c, d in var]), f, indent=1, default=str)
+            os.replace(args.json + ".tmp", args.json)
+
+    save()
+    for label, shape in shapes.items():
         K = shape[3]
         for scalar in (False, True):
             for backward in (False, True):
-                row = {}
-                for name, fn in impls.items():
-                    if name == "chunk" and args.skip_chunk:
-                        continue
-                    try:
-                        row[name] = time_case(fn, shape, scalar, backward, scale=K**-0.5)
-                    except Exception as e:  # record and go on: one failing backend must not end the run
-                        row[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"
-                    torch.cuda.empty_cache()
                 r = dict(shape=label, kind="scalar" if scalar else "vector", pass_="fwd+bwd" if backward else "fwd",
-                         times=row, floor_ms=bytes_moved(*shape, scalar, backward) / bw * 1e3,
+                         times={}, floor_ms=bytes_moved(*shape, scalar, backward) / bw * 1e3,
                          flop=flops(*shape, backward))
                 results.append(r)
-                print_rows(r)
+                for name, fn in impls.items():
+                    try:
+                        r["times"][name] = time_case(fn, shape, scalar, backward, scale=K**-0.5)
+                    except Exception as e:  # record and go on: one failing backend must not end the run
+                        r["times"][name] = f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"
+                    torch.cuda.empty_cache()
+                    ms = r["times"][name]
+                    print(f"# {label.split()[0]} {r['kind']} {r['pass_']} {name}: "
+                          f"{ms if isinstance(ms, str) else f'{ms:.3f} ms'}", flush=True)
+                    save()
+    print("\n| shape | decay | pass | backend | ms | vs fla | TFLOP/s | floor/time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print_rows(r)
     print("\n| kernel | warps | registers/thread | spilled bytes | shared bytes |")
     print("|---|---|---|---|---|")
     try:
@@ -329,11 +350,6 @@ def main():
             print("| " + " | ".join(map(str, row)) + " |")
     except Exception as e:  # Triton's kernel cache is internal and changes between versions
         print(f"(kernel resources unavailable: {type(e).__name__})")
-
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(results=results, decode=dec, copy_bw=bw, matmul=mm,
-                           variants=[(a, b, p, vars(c), d) for a, b, p, c, d in var]), f, indent=1, default=str)
 
 
 if __name__ == "__main__":
