@@ -271,6 +271,27 @@ def test_ctrl_c_ends_the_runs_in_flight_as_interrupted_not_failed(tmp_path, data
     assert sum(run_state(d) == "started" for d in root.glob("runs/*")) >= 2
 
 
+def test_time_limit_starts_only_the_runs_that_end_in_time(tmp_path, dataset_dir):
+    import time
+
+    from decaylab.sweep.runner import run_sweep
+
+    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
+    runs = expand(TEST_FAMILIES, (0,))
+
+    def statuses(deadline: float) -> list[str]:
+        return [o.status for o in run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
+                                            deadline=deadline)]
+
+    assert statuses(time.monotonic() - 1) == ["deferred"] * len(runs)  # the limit has passed: nothing starts
+    assert not list(root.glob("runs/*/checkpoints"))
+    # The first run always starts; it takes seconds, so none of the others would end within 1 s.
+    assert statuses(time.monotonic() + 1) == ["done"] + ["deferred"] * (len(runs) - 1)
+    assert [run_state(root / "runs" / r.run_id) for r in runs] == ["complete"] + ["new"] * (len(runs) - 1)
+
+
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
     from decaylab.train.metrics import read_metrics
 

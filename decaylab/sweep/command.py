@@ -67,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only the run ids matching this pattern, e.g. 'gla-*' (the report covers all)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="sweep directory (default: runs/sweeps/<preset>-<size>)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                        help="start no run that would not end within this many minutes of the start, judged by "
+                             "the median duration of the runs finished so far (the first ones always start); "
+                             "the rest waits for the next invocation")
     parser.add_argument("--list", action="store_true", help="list the runs and their state, then exit")
 
 
@@ -74,12 +78,14 @@ def _command_line(args: argparse.Namespace, root: Path) -> str:
     """The ``decaylab sweep`` command that repeats this invocation."""
     options = {"--preset": args.preset, "--families": args.families, "--size": args.size,
                "--seeds": ",".join(map(str, args.seeds)) if args.seeds else None, "--steps": args.steps,
-               "--workers": args.workers, "--data-dir": args.data_dir, "--only": args.only, "--out": root}
+               "--workers": args.workers, "--data-dir": args.data_dir, "--only": args.only,
+               "--time-limit": args.time_limit, "--out": root}
     return " ".join(["decaylab sweep"] + [f"{k} {v}" for k, v in options.items() if v is not None])
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``decaylab sweep``: 0 when every run finished, 1 when some failed, 2 for bad options."""
+    """Run ``decaylab sweep``: 0 when no run failed (runs deferred by ``--time-limit`` wait for the
+    next invocation), 1 when some failed, 2 for bad options, 130 after Ctrl-C."""
     start, started = time.perf_counter(), time.time()
     try:
         families, scale, seeds = presets.resolve(
@@ -107,12 +113,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"decaylab sweep: {err}", file=sys.stderr)
         return 2
     try:
+        deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit - (
+            time.perf_counter() - start)  # the limit counts from the start of the command
         outcomes = run_sweep(root, selected, scale, data, workers=args.workers,
-                             log=lambda line: print(line, flush=True))
+                             log=lambda line: print(line, flush=True), deadline=deadline)
     except KeyboardInterrupt:  # a second Ctrl-C while the runs in flight were stopping
         print(f"\ninterrupted: run the same command to resume ({root})", file=sys.stderr)
         return 130
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed", "interrupted")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed", "interrupted", "deferred")}
     seconds = time.perf_counter() - start
     record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
                              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))})
@@ -122,6 +130,8 @@ def main(args: argparse.Namespace) -> int:
         return 130
     report = write_report(root)
     failed = [o for o in outcomes if o.status == "failed"]
+    if counts["deferred"]:
+        print(f"time limit: {counts['deferred']} runs not started; run the same command to continue")
     print(f"{len(outcomes)} runs ({counts['skipped']} skipped, {counts['done']} run, {counts['failed']} failed) "
           f"in {seconds:.0f} s")
     for o in failed:

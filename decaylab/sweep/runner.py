@@ -38,6 +38,7 @@ import json
 import os
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -222,7 +223,8 @@ def prepare_data(data: dict, progress: bool = True) -> dict:
 
 @dataclass
 class Outcome:
-    """What the runner did with one run: ``skipped``, ``done``, ``failed`` or ``interrupted``."""
+    """What the runner did with one run: ``skipped``, ``done``, ``failed``, ``interrupted`` or
+    ``deferred`` (not started: it would not have ended before the time limit)."""
 
     run_id: str
     status: str
@@ -279,11 +281,14 @@ class Worker:
 
 
 def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: int | None = None,
-              log: Callable[[str], None] = print) -> list[Outcome]:
+              log: Callable[[str], None] = print, deadline: float | None = None) -> list[Outcome]:
     """Train and evaluate every run of ``runs`` under ``root/runs`` that is not complete.
 
     ``data`` is the prepared data spec (see :func:`prepare_data`). Returns one outcome per run,
-    in the order of ``runs``; a failed run does not stop the others."""
+    in the order of ``runs``; a failed run does not stop the others. With a ``deadline``
+    (a :func:`time.monotonic` value) a run starts only if the median duration of the runs finished
+    so far in this call says it ends in time (the first runs always start); the others end
+    ``deferred``: not started, left for the next invocation."""
     todo, outcomes = [], {}
     for run in runs:
         run_dir = root / "runs" / run.run_id
@@ -311,14 +316,24 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     counter = {"done": 0}
     lock = threading.Lock()
     stopping = threading.Event()  # set on Ctrl-C: runs in flight then end "interrupted", not "failed"
+    durations: list[float] = []  # of the runs done in this call
+
+    def ends_in_time() -> bool:
+        with lock:
+            expected = statistics.median(durations) if durations else 0.0
+        return deadline is None or time.monotonic() + expected <= deadline
 
     def execute(item: tuple[Run, Path]) -> Outcome:
         worker = pool.get()
         try:
+            if not ends_in_time():
+                return Outcome(item[0].run_id, "deferred", message="would not end before the time limit")
             outcome = _execute(*item, worker, stopping)
         finally:
             pool.put(worker)
         with lock:
+            if outcome.status == "done":
+                durations.append(outcome.seconds)
             counter["done"] += 1
             log(f"[{counter['done']}/{len(todo)}] {outcome.run_id}: {outcome.status} in {outcome.seconds:.0f} s"
                 + (f" ({outcome.message})" if outcome.message else ""))
