@@ -26,8 +26,34 @@ import triton
 import triton.language as tl
 
 from decaylab.ops.triton.chunk_fwd import sequence_bounds
-from decaylab.ops.triton.config import ChunkConfig, backward_configs, dot_precision, launch_first_fitting, padded
+from decaylab.ops.triton.config import (
+    ChunkConfig,
+    backward_configs,
+    dot_precision,
+    launch_first_fitting,
+    padded,
+)
 from decaylab.ops.triton.intra import cumulative_decay, intra_chunk, mma
+
+
+@triton.jit
+def load_chunk(q, k, v, g, do, row, mt, mtk, mtv, rk, rv, causal, scale,
+               K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl.constexpr):
+    """What both kernels read of one chunk (rows ``row``; zero where masked by the token mask mt
+    and its [C, BK] / [C, BV] extensions mtk, mtv): q, k [C, BK],
+    v, do [C, BV], the decay's in-chunk cumulative sums b, bl (see ``cumulative_decay``) and
+    dA = scale · (do vᵀ) causally masked [C, C]."""
+    q_c = tl.load(q + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
+    k_c = tl.load(k + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
+    v_c = tl.load(v + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
+    do_c = tl.load(do + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
+    if SCALAR:
+        g_c = tl.load(g + row, mask=mt, other=0.0)
+    else:
+        g_c = tl.load(g + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
+    b, bl = cumulative_decay(g_c, C, SCALAR)
+    dA = tl.where(causal, mma(do_c, tl.trans(v_c), PREC) * scale, 0.0)
+    return q_c, k_c, v_c, do_c, b, bl, dA
 
 
 @triton.jit
@@ -65,16 +91,8 @@ def chunk_bwd_dq_kernel(
         row = t * H + i_h
         mtk = mt[:, None] & mk[None, :]
         mtv = mt[:, None] & mv[None, :]
-        q_c = tl.load(q + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-        k_c = tl.load(k + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-        v_c = tl.load(v + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
-        do_c = tl.load(do + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
-        if SCALAR:
-            g_c = tl.load(g + row, mask=mt, other=0.0)
-        else:
-            g_c = tl.load(g + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-        b, bl = cumulative_decay(g_c, C, SCALAR)
-        dA = tl.where(causal, mma(do_c, tl.trans(v_c), PREC) * scale, 0.0)
+        q_c, k_c, v_c, do_c, b, bl, dA = load_chunk(q, k, v, g, do, row, mt, mtk, mtv, rk, rv, causal,
+                                                     scale, K, V, C, SCALAR, PREC)
         _, dq_c, _ = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, False, True, False)
         if SCALAR:
             dq_c += mma(do_c, tl.trans(S), PREC) * (scale * tl.exp2(b))[:, None]
@@ -142,16 +160,8 @@ def chunk_bwd_dkv_kernel(
         row = t * H + i_h
         mtk = mt[:, None] & mk[None, :]
         mtv = mt[:, None] & mv[None, :]
-        q_c = tl.load(q + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-        k_c = tl.load(k + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-        v_c = tl.load(v + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
-        do_c = tl.load(do + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
-        if SCALAR:
-            g_c = tl.load(g + row, mask=mt, other=0.0)
-        else:
-            g_c = tl.load(g + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-        b, bl = cumulative_decay(g_c, C, SCALAR)
-        dA = tl.where(causal, mma(do_c, tl.trans(v_c), PREC) * scale, 0.0)
+        q_c, k_c, v_c, do_c, b, bl, dA = load_chunk(q, k, v, g, do, row, mt, mtk, mtv, rk, rv, causal,
+                                                     scale, K, V, C, SCALAR, PREC)
         A, _, dk_c = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, True, False, True)
         if SCALAR:
             k_decay = tl.exp2(bl - b)[:, None]
