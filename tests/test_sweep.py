@@ -184,6 +184,23 @@ def _write_corpus(path: Path, n_docs: int = 80) -> Path:
     return path
 
 
+def test_report_warns_when_no_design_learned_the_recall_probe():
+    from decaylab.sweep.report import _recall_note
+
+    scale = {"mqar_steps": 400, "mqar_task": {"seq_len": 64, "num_pairs": 8, "vocab_size": 65}}  # 32 values
+    chance = 1 / 32
+
+    def note(*accuracies):
+        return _recall_note(scale, {f"d{i}": DesignResult(Design("gla", "vector" if i else "scalar"), {"recall": [a]})
+                                    for i, a in enumerate(accuracies)})
+
+    assert "chance 0.0312" in note(0.5)
+    assert "No design reached twice the chance accuracy" in note(chance, 1.9 * chance)
+    assert "gla (vector), 0.0594" in note(chance, 1.9 * chance)
+    assert "No design" not in note(chance, 2.1 * chance)
+    assert _recall_note({**scale, "mqar_steps": 0}, {}) == "MQAR: off at this scale."
+
+
 def test_h200_study_covers_every_family_and_the_extra_parameterizations():
     families, scale, seeds = presets.resolve("h200")
     quick = presets.quick_families()

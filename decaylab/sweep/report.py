@@ -475,6 +475,26 @@ FIGURES = (("loss", "loss curves", plot_losses), ("decay", "median decay per lay
 # --------------------------------------------------------------------------- the report
 
 
+def _recall_note(scale: dict, results: dict[str, DesignResult]) -> str:
+    """What the MQAR column measures, its chance level, and a warning when no design reaches
+    twice the chance accuracy (the probe did not learn the task, so the column ranks nothing)."""
+    from decaylab.evaluate.recall import MQARTask
+
+    if not scale["mqar_steps"]:
+        return "MQAR: off at this scale."
+    task = MQARTask(**scale["mqar_task"])
+    note = (f"MQAR: query accuracy of a fresh model of the same design trained {scale['mqar_steps']} steps on "
+            f"multi-query associative recall ({task.num_pairs} pairs in {task.seq_len} tokens; chance "
+            f"{task.chance:.4f}).")
+    means = {r.design.label: statistics.mean(r.values["recall"]) for r in results.values() if r.values.get("recall")}
+    if means:
+        best = max(means, key=means.get)
+        if means[best] < 2 * task.chance:
+            note += (f" **No design reached twice the chance accuracy** (best: {best}, {means[best]:.4f}): the "
+                     "probe did not learn the task at this budget, so this column does not rank the designs.")
+    return note
+
+
 def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) -> list[str]:
     scale, data = record["scale"], record["data"]
     train = scale["train"]
@@ -484,10 +504,7 @@ def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) ->
     ppls = [v for res in results.values() for v in res.values.get("val_ppl", [])]
     unigram = data.get("unigram_ppl")
     factor = scale["extrapolation_factor"]
-    task = scale["mqar_task"]
-    recall = (f"MQAR: query accuracy of a fresh model of the same design trained {scale['mqar_steps']} steps on "
-              f"multi-query associative recall ({task['num_pairs']} pairs in {task['seq_len']} tokens)."
-              if scale["mqar_steps"] else "MQAR: off at this scale.")
+    recall = _recall_note(scale, results)
     lines = [
         "# decaylab sweep report", "",
         (f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Preset `{record['preset']}`, scale `{scale['name']}` "
