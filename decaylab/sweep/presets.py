@@ -25,6 +25,7 @@ A **preset** is a choice of designs (``quick`` or ``full``), a default scale and
     cpu     every design at the ``tiny`` scale, one seed (hours on a CPU)
     gpu     every design at the ``small`` scale (~7M parameters), two seeds: a starting point for one GPU
     h200    the ``study`` designs at the ``study`` scale, two seeds: 56 runs in ~12 minutes of one H200
+            (12 workers sharing it)
     paper   every design at 160M parameters on FineWeb-Edu, 10B tokens, as in the paper
 
 Quick scale, and why: the micro model (d 64, 2 layers, 4 heads of 16, FFN 176, ~0.37M
@@ -295,7 +296,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("cpu", "every design, tiny model, embedded corpus (hours on a CPU)", "full", "tiny", (0,)),
     Preset("gpu", "every design, small model, larger corpus, two seeds (one GPU)", "full", "small", (0, 1)),
     Preset("h200", "the quick designs plus GLA-pow, LSSP and TNL-L, ~7M parameters, larger corpus, two seeds, "
-           "~20 minutes on one H200", "study", "study", (0, 1)),
+           "~12 minutes on one H200 with --workers 12", "study", "study", (0, 1)),
     Preset("paper", "every design at 160M parameters, FineWeb-Edu, 10B tokens (as the paper)", "full", "160m", (0,)),
 )}
 
