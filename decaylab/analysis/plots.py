@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from decaylab.analysis.decay_stats import DecayStats
+from decaylab.atomic import write_bytes_atomic
 
 HALF_LIFE_CAP = 1e7  # tokens
 
@@ -28,10 +30,13 @@ def new_figure(width: float = 6.4, height: float = 4.0):
     return fig, fig.add_subplot()
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically (readers never see a partial image)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=dpi)
+    write_bytes_atomic(path, png.getvalue())
     return path
 
 

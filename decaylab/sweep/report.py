@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -373,19 +372,11 @@ def runs_csv(rows: list[dict]) -> str:
 def _figure():
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from decaylab.analysis.plots import new_figure
 
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+    fig, ax = new_figure(9, 4.5)
+    ax.set_prop_cycle(color=matplotlib.colormaps["tab20"].colors)
     return fig, ax
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(_tmp(path), format="png")
-    _close(fig)
-    os.replace(_tmp(path), path)
 
 
 def _legend(ax, n: int) -> None:
@@ -394,6 +385,8 @@ def _legend(ax, n: int) -> None:
 
 def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
     """Training loss (seed mean) and validation points against tokens, one colour per design."""
+    from decaylab.analysis.plots import save_figure
+
     fig, ax = _figure()
     drawn = 0
     for d in family.designs:
@@ -414,13 +407,12 @@ def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) ->
             ax.plot(*zip(*val), "o", color=line.get_color(), markersize=4)
         drawn += 1
     if not drawn:
-        _close(fig)
         return False
     ax.set_xlabel("training tokens")
     ax.set_ylabel("loss (nats; dots: validation)")
     ax.set_title(f"({family.key}) {family.name}: training loss")
     _legend(ax, drawn)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
     return True
 
 
@@ -436,8 +428,7 @@ def plot_decay(family: Family, results: dict[str, DesignResult], path: Path) -> 
                       for i in range(len(res.decay[0]["layers"]))]
             lines.append(DecayStats(d.label, d.granularity, layers=layers))
     if lines:
-        _close(plot_median_decay_by_layer(lines, _tmp(path), title=f"({family.key}) {family.name}: median decay per layer"))
-        os.replace(_tmp(path), path)
+        plot_median_decay_by_layer(lines, path, title=f"({family.key}) {family.name}: median decay per layer")
     return bool(lines)
 
 
@@ -454,19 +445,8 @@ def plot_extrapolation(family: Family, results: dict[str, DesignResult], path: P
                        for i, b in enumerate(first["buckets"])]
             tables[d.label] = {**first, "buckets": buckets}
     if tables:
-        _close(plot(tables, _tmp(path)))
-        os.replace(_tmp(path), path)
+        plot(tables, path)
     return bool(tables)
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp.png")
-
-
-def _close(fig) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 FIGURES = (("loss", "loss curves", plot_losses), ("decay", "median decay per layer", plot_decay),
