@@ -16,6 +16,7 @@ gives h = +∞ without an undefined ∞ − ∞.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from decaylab.atomic import write_text_atomic
 from decaylab.evaluate.perplexity import autocast, model_device
 
 QUANTITIES = ("decay", "half_life")
@@ -164,10 +166,11 @@ def write_csv(stats: DecayStats | list[DecayStats], path: str | Path) -> Path:
     rows = [r for s in (stats if isinstance(stats, list) else [stats]) for r in s.rows()]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
     return path
 
 
@@ -187,5 +190,5 @@ def write_json(stats: DecayStats | list[DecayStats], path: str | Path) -> Path:
     data = [to_dict(s) for s in stats] if isinstance(stats, list) else to_dict(stats)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
     return path

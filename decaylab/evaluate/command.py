@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from decaylab.atomic import write_text_atomic
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model directory (config.json + model.safetensors), checkpoint or run directory")
@@ -98,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_text_atomic(out, json.dumps(results, indent=2, default=str) + "\n")
     print(f"results written to {out}")
     return 0
 

@@ -7,15 +7,13 @@ checkpoint (``run_dir/checkpoints/latest``). Loading never executes code from th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 import decaylab  # noqa: F401  (registers the Auto classes)
-
-TRAIN_CONFIG_FILE = "train_config.json"
+from decaylab.train.checkpoint import TRAIN_CONFIG_FILE, read_train_config
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -44,8 +42,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> PreTrain
 
 def training_seq_len(path: str | Path) -> int | None:
     """The ``seq_len`` the model was trained with, from the checkpoint's train_config.json (None if absent)."""
-    file = resolve_model_dir(path) / TRAIN_CONFIG_FILE
-    return int(json.loads(file.read_text())["seq_len"]) if file.is_file() else None
+    model_dir = resolve_model_dir(path)
+    return int(read_train_config(model_dir)["seq_len"]) if (model_dir / TRAIN_CONFIG_FILE).is_file() else None
 
 
 def load_model_tokenizer(path: str | Path, tokenizer: str | Path | None = None) -> PreTrainedTokenizerFast:
@@ -59,9 +57,8 @@ def load_model_tokenizer(path: str | Path, tokenizer: str | Path | None = None) 
     model_dir = resolve_model_dir(path)
     if (model_dir / "tokenizer.json").is_file():
         return load_tokenizer(model_dir / "tokenizer.json")
-    train_config = model_dir / TRAIN_CONFIG_FILE
-    if train_config.is_file():
-        data_dir = json.loads(train_config.read_text()).get("data", {}).get("dir")
+    if (model_dir / TRAIN_CONFIG_FILE).is_file():
+        data_dir = read_train_config(model_dir).get("data", {}).get("dir")
         if data_dir and Path(data_dir).is_dir():
             return load_tokenizer(data_dir)
     raise FileNotFoundError(
