@@ -15,6 +15,7 @@ import lzma
 import os
 from pathlib import Path
 
+from decaylab.atomic import write_bytes_atomic, write_text_atomic
 from decaylab.data.manifest import read_versioned_manifest
 
 CORPUS_FILE = "corpus.jsonl.xz"
@@ -60,10 +61,8 @@ def write_corpus(documents: list[dict], out_dir: str | Path, sources: list[dict]
         "characters": sum(len(d["text"]) for d in documents),
         "sources": sources,
     }
-    tmp = out_dir / (CORPUS_FILE + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, out_dir / CORPUS_FILE)
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_bytes_atomic(out_dir / CORPUS_FILE, blob)
+    write_text_atomic(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
