@@ -139,21 +139,22 @@ def compile_time_probe():
     return res.stdout.strip().replace("\n", ", ") or res.stderr[-500:]
 
 
-FWD_VARIANTS = [(64, 64, 4, 1), (64, 64, 8, 1), (64, 64, 8, 2), (64, 128, 8, 1), (32, 64, 4, 1), (32, 64, 4, 2),
-                (32, 128, 8, 1), (64, 32, 4, 1)]
-BWD_VARIANTS = [(64, 64, 4, 1), (64, 64, 8, 1), (64, 64, 8, 2), (64, 128, 8, 1), (32, 64, 4, 1), (32, 64, 4, 2),
-                (32, 128, 8, 1), (32, 128, 4, 1), (64, 32, 4, 1)]
+# Candidates timed by --variants: ForwardConfig (chunk, block, warps) and BackwardConfig
+# (chunk, state, block, loop, warps, state warps); see decaylab/ops/triton/config.py.
+FWD_VARIANTS = [(64, 128, 8), (64, 64, 8), (64, 64, 4), (32, 128, 8), (32, 64, 4)]
+BWD_VARIANTS = [(64, 64, 128, 64, 4, 4), (64, 64, 128, 64, 8, 4), (64, 64, 128, 128, 8, 4), (64, 64, 64, 64, 8, 4),
+                (64, 128, 128, 64, 8, 8), (64, 32, 128, 64, 8, 4)]
 
 
 def _variant_cases():
-    from decaylab.ops.triton.config import ChunkConfig, padded
+    from decaylab.ops.triton.config import BackwardConfig, ForwardConfig
 
-    for label, (B, T, H, K, V) in SHAPES.items():
+    for label in SHAPES:
         for scalar in (False, True):
-            for pass_, table, dim in (("fwd", FWD_VARIANTS, V), ("bwd", BWD_VARIANTS, K)):
-                for c, blk, w, st in table:
-                    if blk <= padded(dim):
-                        yield label, scalar, pass_, ChunkConfig(c, blk, w, st)
+            for c in FWD_VARIANTS:
+                yield label, scalar, "fwd", ForwardConfig(*c)
+            for c in BWD_VARIANTS:
+                yield label, scalar, "bwd", BackwardConfig(*c)
 
 
 def _run_variant(shape, scalar, pass_, cfg, tiny):
@@ -251,10 +252,11 @@ def print_rows(r):
 
 def kernel_resources():
     """Registers, spills and shared memory of every compiled variant of our chunk kernels."""
-    from decaylab.ops.triton import chunk_bwd, chunk_fwd
+    from decaylab.ops.triton import chunk_bwd, chunk_fwd, state
 
     rows = []
-    for kern in (chunk_fwd.chunk_fwd_kernel, chunk_bwd.chunk_bwd_dq_kernel, chunk_bwd.chunk_bwd_dkv_kernel):
+    for kern in (chunk_fwd.chunk_fwd_kernel, state.chunk_state_kernel, chunk_bwd.chunk_bwd_dv_kernel,
+                 chunk_bwd.chunk_bwd_dqk_kernel, chunk_bwd.reverse_cumsum_kernel):
         for entry in getattr(kern, "device_caches", {}).values():
             cache = entry[0] if isinstance(entry, tuple) else entry
             for compiled in (cache.values() if isinstance(cache, dict) else []):
@@ -290,13 +292,11 @@ def main():
     print(f"# ceilings: copy {bw / 1e12:.2f} TB/s, bf16 matmul {mm / 1e12:.0f} TFLOP/s")
     var = []
     if args.variants:
-        print("\n| variant | decay | pass | chunk | block | warps | stages | ms |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| variant | decay | pass | configuration | ms |")
+        print("|---|---|---|---|---|")
         var = variants()
         for label, kind, p, cfg, ms in var:
-            ms_s = ms if isinstance(ms, str) else f"{ms:.3f}"
-            print(f"| {label} | {kind} | {p} | {cfg.chunk} | {cfg.block} | {cfg.num_warps} | {cfg.num_stages} "
-                  f"| {ms_s} |")
+            print(f"| {label} | {kind} | {p} | {cfg} | {ms if isinstance(ms, str) else f'{ms:.3f}'} |")
     # One step between two events includes the host's launch time (the GPU idles meanwhile);
     # 50 queued steps per event pair show the device time whenever the GPU is the slower side.
     print("\n| decode (N64,H16,K=V=128) | backend | µs | floor/time | µs/step, 50 queued |")

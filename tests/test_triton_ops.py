@@ -25,7 +25,7 @@ from decaylab.ops import decay_linear_attention, decode_step  # noqa: E402
 from decaylab.ops.naive import naive_decay_linear_attention, recurrent_step  # noqa: E402
 from decaylab.ops.triton.chunk_bwd import chunk_backward  # noqa: E402
 from decaylab.ops.triton.chunk_fwd import chunk_forward  # noqa: E402
-from decaylab.ops.triton.config import ChunkConfig  # noqa: E402
+from decaylab.ops.triton.config import BackwardConfig, ForwardConfig  # noqa: E402
 from tests.conftest import rel_err as rel  # noqa: E402
 
 in_process = pytest.mark.skipif(RERUN, reason="triton was imported without the interpreter: see test_in_interpreter")
@@ -65,7 +65,8 @@ def reference(q, k, v, g, scale, h0, do, dht, cu_seqlens=None):
     return o, ht, [x.grad for x in xs]
 
 
-SMALL = ChunkConfig(chunk=16, block=16, num_warps=4, num_stages=1)
+SMALL_FWD = ForwardConfig(chunk=16, block=16, num_warps=4)
+SMALL_BWD = BackwardConfig(chunk=16, state=16, block=16, loop=16, num_warps=4, state_warps=4)
 
 
 @in_process
@@ -73,11 +74,11 @@ SMALL = ChunkConfig(chunk=16, block=16, num_warps=4, num_stages=1)
 @pytest.mark.parametrize("low", [-0.05, -5.0, -20.0], ids=["slow", "fast", "extreme"])
 def test_kernels_match_recurrence(scalar, low):
     """Forward and every gradient, with initial/final state, T = 37 (not a multiple of 16) and
-    two K blocks in the backward (atomic dv)."""
+    K = V = 32 in tiles of 16 (two state tiles per dimension: every K and V loop runs twice)."""
     B, T, H, K, V = 2, 37, 2, 32, 32
     q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, low)
-    o, ht = chunk_forward(q, k, v, g, 0.7, h0, True, None, SMALL)
-    grads = chunk_backward(q, k, v, g, do, 0.7, h0, dht, True, None, SMALL)
+    o, ht = chunk_forward(q, k, v, g, 0.7, h0, True, None, SMALL_FWD)
+    grads = chunk_backward(q, k, v, g, do, 0.7, h0, dht, True, None, SMALL_BWD)
     ro, rht, rgrads = reference(q, k, v, g, 0.7, h0, do, dht)
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
     for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
@@ -88,12 +89,13 @@ def test_kernels_match_recurrence(scalar, low):
 @in_process
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
 def test_varlen_matches_recurrence(scalar):
+    """Packed sequences of 5, 0, 16 (one full chunk) and 24 tokens: padding rows in the chunk table."""
     B, T, H, K, V = 1, 45, 2, 16, 32
-    cu = torch.tensor([0, 5, 21, 45], device=DEVICE)
-    q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, -0.5, N=3)
-    cfg = ChunkConfig(chunk=16, block=32, num_warps=4, num_stages=1)
-    o, ht = chunk_forward(q, k, v, g, 1.0, h0, True, cu.int(), cfg)
-    grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, cu.int(), cfg)
+    cu = torch.tensor([0, 5, 5, 21, 45], device=DEVICE)
+    q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, -0.5, N=4)
+    o, ht = chunk_forward(q, k, v, g, 1.0, h0, True, cu.int(), ForwardConfig(chunk=16, block=32, num_warps=4))
+    grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, cu.int(),
+                           BackwardConfig(chunk=16, state=32, block=32, loop=32, num_warps=4, state_warps=4))
     ro, rht, rgrads = reference(q, k, v, g, 1.0, h0, do, dht, cu)
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
     for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
@@ -129,8 +131,8 @@ def test_no_nan_for_huge_log_decay():
     for scalar in (True, False):
         q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, -1.0)
         g = torch.where(torch.rand_like(g) < 0.3, torch.full_like(g, -1e4), g * (torch.rand_like(g) < 0.5))
-        o, ht = chunk_forward(q, k, v, g, 1.0, h0, True, None, SMALL)
-        grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, None, SMALL)
+        o, ht = chunk_forward(q, k, v, g, 1.0, h0, True, None, SMALL_FWD)
+        grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, None, SMALL_BWD)
         ro, rht, _ = reference(q, k, v, g, 1.0, h0, do, dht)
         assert rel(o, ro) < 1e-4 and rel(ht, rht) < 1e-4
         for x in grads:
@@ -150,3 +152,14 @@ def test_decode_step_matches_recurrence(scalar):
     dev_state = state.to(DEVICE)
     o = decode_step(*(x.to(DEVICE) for x in (q, k, v, g)), dev_state, scale=0.5, backend="triton")
     assert rel(o, ro) < 1e-5 and rel(dev_state, rstate) < 1e-6
+
+
+def test_chunk_layout_varlen():
+    """Global chunk numbering of packed sequences, an empty one included; padding rows are (0, 0)."""
+    from decaylab.ops.triton.state import chunk_layout
+
+    NT, offsets, table = chunk_layout(1, 45, 16, torch.tensor([0, 5, 5, 21, 45], dtype=torch.int32))
+    assert NT == 3 + 4
+    assert offsets.tolist() == [0, 1, 1, 2, 4]
+    assert table.tolist() == [[0, 5], [5, 21], [21, 45], [37, 45], [0, 0], [0, 0], [0, 0]]
+    assert chunk_layout(2, 37, 16, None) == (6, None, None)

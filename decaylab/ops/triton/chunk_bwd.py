@@ -1,22 +1,22 @@
-"""Chunkwise backward kernels.
+"""Chunkwise backward: two sequential state passes, a parallel gradient kernel, a reverse cumsum.
 
-Per chunk, with entering state S, the gradient dS of the state leaving the chunk, do = ∂L/∂o,
-dA = scale · (do vᵀ) (causally masked), q̃ = q ⊙ 2^b and k̃ = k ⊙ 2^(bl − b):
+Per chunk i, with entering state S_i and the gradient dS_i of the state leaving it (both from
+:func:`state.chunk_state_kernel`, recomputed here in the backward's precision), do = ∂L/∂o,
+dA = scale · (do vᵀ) (causally masked) and k̃ = k ⊙ 2^(bl − b):
 
-    dq = scale · (do Sᵀ) ⊙ 2^b  +  Σ_j dA_ij k_j ⊙ 2^(b_i − b_j)            needs S   (forward walk)
-    dk = (v dSᵀ) ⊙ 2^(bl − b)   +  Σ_i dA_ij q_i ⊙ 2^(b_i − b_j)            needs dS  (reverse walk)
-    dv = scale · Aᵀ do  +  k̃ dS
-    dS_enter = 2^bl ⊙ dS  +  scale · q̃ᵀ do ;   d initial_state = dS_enter of the first chunk.
+    dq = scale · (do S_iᵀ) ⊙ 2^b  +  Σ_j dA_ij k_j ⊙ 2^(b_i − b_j)
+    dk = (v dS_iᵀ) ⊙ 2^(bl − b)   +  Σ_i dA_ij q_i ⊙ 2^(b_i − b_j)
+    dv = scale · Aᵀ do  +  k̃ dS_i
 
-The log decay enters only through q ⊙ 2^G and k ⊙ 2^-G (G the running cumsum) and the final
-state, so its gradient is a reverse cumulative sum over the sequence:
+dq and dk by ``chunk_bwd_dqk_kernel``, one program per (K block, chunk, head); dv by
+``chunk_bwd_dv_kernel``, one per (V block, chunk, head). The log decay enters
+only through q ⊙ 2^G and k ⊙ 2^-G (G the running cumsum) and the final state, so its gradient
+is a reverse cumulative sum over the sequence (``reverse_cumsum_kernel``):
 
     dg_t = Σ_{s ≥ t} (q_s ⊙ dq_s − k_s ⊙ dk_s)  +  Σ_v (dS_T ⊙ S_T)         (summed over K for scalar decay)
 
-Two kernels, neither storing per-chunk states: ``chunk_bwd_dq_kernel`` walks forward carrying S
-and writes dq, q ⊙ dq and (when dg needs it) the final state; ``chunk_bwd_dkv_kernel`` walks
-backward carrying dS and the running reverse sum, and writes dk, dv, dg and d initial_state.
-Both split the state by rows (K); the pieces of dv from several row blocks are summed with atomics.
+The final state S_T used there is the backward's own recomputation: dg's terms cancel, so all of
+them must come from the same arithmetic.
 """
 
 from __future__ import annotations
@@ -25,187 +25,168 @@ import torch
 import triton
 import triton.language as tl
 
-from decaylab.ops.triton.chunk_fwd import sequence_bounds
 from decaylab.ops.triton.config import (
-    ChunkConfig,
+    BackwardConfig,
     backward_configs,
     dot_precision,
     launch_first_fitting,
     padded,
 )
-from decaylab.ops.triton.intra import cumulative_decay, intra_chunk, mma
+from decaylab.ops.triton.intra import intra_chunk, mma
+from decaylab.ops.triton.state import (
+    chunk_bounds,
+    chunk_layout,
+    chunk_states,
+    load_decay,
+    load_tile,
+    sequence_bounds,
+)
 
 
 @triton.jit
-def load_chunk(q, k, v, g, do, row, mt, mtk, mtv, rk, rv, causal, scale,
-               K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl.constexpr):
-    """What both kernels read of one chunk (rows ``row``; zero where masked by the token mask mt
-    and its [C, BK] / [C, BV] extensions mtk, mtv): q, k [C, BK],
-    v, do [C, BV], the decay's in-chunk cumulative sums b, bl (see ``cumulative_decay``) and
-    dA = scale · (do vᵀ) causally masked [C, C]."""
-    q_c = tl.load(q + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-    k_c = tl.load(k + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-    v_c = tl.load(v + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
-    do_c = tl.load(do + row[:, None] * V + rv[None, :], mask=mtv, other=0.0)
+def chunk_bwd_dv_kernel(
+    q, k, do, g, dh, dv, chunk_table, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    SCALAR: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+):
+    """Grid (cdiv(V, BV), NT, H): dv = (k ⊙ 2^(bl − b)) dS_i + scale · Aᵀ do of one chunk and
+    V block. q, k [*, H, K]; do, dv [*, H, V]; g [*, H] or [*, H, K] float32 log decay, flat over
+    tokens; dh [NT, H, K, V] float32. K is covered in blocks of BK (A and the state term are
+    sums over K)."""
+    i_v = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_h = tl.program_id(2)
+    t0, eos = chunk_bounds(chunk_table, i_c, T, C, IS_VARLEN)
+    t = t0 + tl.arange(0, C)
+    mt = t < eos
+    row = t * H + i_h
+    rv = i_v * BV + tl.arange(0, BV)
+    mv = rv < V
+    dh_c = dh + (i_c.to(tl.int64) * H + i_h) * K * V
+
+    A = tl.zeros([C, C], dtype=tl.float32)
+    dv_c = tl.zeros([C, BV], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        rk = i_k * BK + tl.arange(0, BK)
+        mk = rk < K
+        b, bl = load_decay(g, row, mt, rk, mk, K, C, SCALAR)
+        q_c = load_tile(q, row, rk, mt, mk, K)
+        k_c = load_tile(k, row, rk, mt, mk, K)
+        A_k, _, _ = intra_chunk(q_c, k_c, b, bl, A, C, SCALAR, PREC, True, False, False)
+        A += A_k
+        dS = tl.load(dh_c + rk[:, None] * V + rv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+        if SCALAR:
+            dv_c += mma(k_c, dS, PREC) * tl.exp2(bl - b)[:, None]
+        else:
+            dv_c += mma(k_c.to(tl.float32) * tl.exp2(bl[None, :] - b), dS, PREC)
+    do_c = load_tile(do, row, rv, mt, mv, V)
+    dv_c += scale * mma(tl.trans(A), do_c, PREC)
+    tl.store(dv + row[:, None] * V + rv[None, :], dv_c.to(dv.dtype.element_ty), mask=mt[:, None] & mv[None, :])
+
+
+@triton.jit
+def chunk_bwd_dqk_kernel(
+    q, k, v, g, do, h, dh, dq, dk, dgp, chunk_table, scale, T, dgp_stride,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    SCALAR: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+):
+    """Grid (cdiv(K, BK), NT, H): dq and dk of one chunk and K block; V is covered in blocks of
+    BV (dA and the state terms are sums over V). g is the log decay (float32, flat over tokens);
+    h, dh [NT, H, K, V] float32. Also writes
+    dgp = q ⊙ dq − k ⊙ dk (float32; for scalar decay summed over the K block, at
+    dgp[i_k, token, head]). q, k, g are loaded after the V loop, to keep them out of its live set."""
+    i_k = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_h = tl.program_id(2)
+    t0, eos = chunk_bounds(chunk_table, i_c, T, C, IS_VARLEN)
+    rc = tl.arange(0, C)
+    t = t0 + rc
+    mt = t < eos
+    row = t * H + i_h
+    rk = i_k * BK + tl.arange(0, BK)
+    mk = rk < K
+    state = (i_c.to(tl.int64) * H + i_h) * K * V + rk[:, None] * V
+
+    dA = tl.zeros([C, C], dtype=tl.float32)
+    dq_c = tl.zeros([C, BK], dtype=tl.float32)
+    dk_c = tl.zeros([C, BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        rv = i_v * BV + tl.arange(0, BV)
+        mv = rv < V
+        v_c = load_tile(v, row, rv, mt, mv, V)
+        do_c = load_tile(do, row, rv, mt, mv, V)
+        S = tl.load(h + state + rv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+        dS = tl.load(dh + state + rv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+        dA += mma(do_c, tl.trans(v_c), PREC)
+        dq_c += mma(do_c, tl.trans(S), PREC)
+        dk_c += mma(v_c, tl.trans(dS), PREC)
+
+    b, bl = load_decay(g, row, mt, rk, mk, K, C, SCALAR)
+    q_c = load_tile(q, row, rk, mt, mk, K)
+    k_c = load_tile(k, row, rk, mt, mk, K)
+    dA = tl.where(rc[:, None] >= rc[None, :], dA * scale, 0.0)
+    # dq first, then dk: the two intra-chunk adjoints are never live together.
+    _, dq_i, _ = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, False, True, False)
     if SCALAR:
-        g_c = tl.load(g + row, mask=mt, other=0.0)
+        dq_c = dq_i + dq_c * (scale * tl.exp2(b))[:, None]
     else:
-        g_c = tl.load(g + row[:, None] * K + rk[None, :], mask=mtk, other=0.0)
-    b, bl = cumulative_decay(g_c, C, SCALAR)
-    dA = tl.where(causal, mma(do_c, tl.trans(v_c), PREC) * scale, 0.0)
-    return q_c, k_c, v_c, do_c, b, bl, dA
+        dq_c = dq_i + dq_c * (scale * tl.exp2(b))
+    mtk = mt[:, None] & mk[None, :]
+    tl.store(dq + row[:, None] * K + rk[None, :], dq_c.to(dq.dtype.element_ty), mask=mtk)
+    local = q_c.to(tl.float32) * dq_c
+    _, _, dk_i = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, False, False, True)
+    if SCALAR:
+        dk_c = dk_i + dk_c * tl.exp2(bl - b)[:, None]
+    else:
+        dk_c = dk_i + dk_c * tl.exp2(bl[None, :] - b)
+    tl.store(dk + row[:, None] * K + rk[None, :], dk_c.to(dk.dtype.element_ty), mask=mtk)
+    local -= k_c.to(tl.float32) * dk_c
+    if SCALAR:
+        tl.store(dgp + i_k * dgp_stride + row, tl.sum(local, axis=1), mask=mt)
+    else:
+        tl.store(dgp + row[:, None] * K + rk[None, :], local, mask=mtk)
 
 
 @triton.jit
-def chunk_bwd_dq_kernel(
-    q, k, v, g, do, dq, dgp, h0, ht, cu_seqlens, scale, T, dgp_stride,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    SCALAR: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
-    IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+def reverse_cumsum_kernel(
+    x, carry, cu_seqlens, T,
+    H: tl.constexpr, KD: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
+    HAS_CARRY: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):
-    """Grid (cdiv(K, BK), N·H). Writes dq and dgp = q ⊙ dq (float32; for scalar decay summed
-    over this program's K block, at dgp[i_k, token, head]); with STORE_HT also the final state
-    it recomputed, so that dg's final-state term matches the backward's own arithmetic."""
+    """Grid (cdiv(KD, BK), N·H). In place, per sequence: x_t ← Σ_{s ≥ t} x_s + carry.
+    x [*, H, KD] float32 (KD = 1 for scalar decay); carry [N, H, KD] float32."""
     i_k = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
     i_h = i_nh % H
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-
     rc = tl.arange(0, C)
     rk = i_k * BK + tl.arange(0, BK)
-    rv = tl.arange(0, BV)
-    mk = rk < K
-    mv = rv < V
-    causal = rc[:, None] >= rc[None, :]
-    state_off = i_nh.to(tl.int64) * K * V + rk[:, None] * V + rv[None, :]
-    if HAS_H0:
-        S = tl.load(h0 + state_off, mask=mk[:, None] & mv[None, :], other=0.0)
+    mk = rk < KD
+    if HAS_CARRY:
+        acc = tl.load(carry + i_nh * KD + rk, mask=mk, other=0.0)
     else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
-
-    for ic in range(tl.cdiv(eos - bos, C)):
-        t = bos + ic * C + rc
-        mt = t < eos
-        row = t * H + i_h
-        mtk = mt[:, None] & mk[None, :]
-        mtv = mt[:, None] & mv[None, :]
-        q_c, k_c, v_c, do_c, b, bl, dA = load_chunk(q, k, v, g, do, row, mt, mtk, mtv, rk, rv, causal,
-                                                     scale, K, V, C, SCALAR, PREC)
-        _, dq_c, _ = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, False, True, False)
-        if SCALAR:
-            dq_c += mma(do_c, tl.trans(S), PREC) * (scale * tl.exp2(b))[:, None]
-            k_in = k_c.to(tl.float32) * tl.exp2(bl - b)[:, None]
-            decay = tl.exp2(bl)
-        else:
-            dq_c += mma(do_c, tl.trans(S), PREC) * (scale * tl.exp2(b))
-            k_in = k_c.to(tl.float32) * tl.exp2(bl[None, :] - b)
-            decay = tl.exp2(bl)[:, None]
-        tl.store(dq + row[:, None] * K + rk[None, :], dq_c.to(dq.dtype.element_ty), mask=mtk)
-        qdq = q_c.to(tl.float32) * dq_c
-        if SCALAR:
-            tl.store(dgp + i_k * dgp_stride + row, tl.sum(qdq, axis=1), mask=mt)
-        else:
-            tl.store(dgp + row[:, None] * K + rk[None, :], qdq, mask=mtk)
-        S = S * decay + mma(tl.trans(k_in), v_c, PREC)
-
-    if STORE_HT:
-        tl.store(ht + state_off, S, mask=mk[:, None] & mv[None, :])
-
-
-@triton.jit
-def chunk_bwd_dkv_kernel(
-    q, k, v, g, do, dk, dv, dgp, ht, dht, dh0, cu_seqlens, scale, T, dgp_stride,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    SCALAR: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
-    DV_ATOMIC: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
-):
-    """Grid (cdiv(K, BK), N·H), chunks in reverse. Reads dgp from the dq kernel and overwrites it
-    with dg (for scalar decay: this K block's share, summed over blocks by the caller). dv is
-    float32 and accumulated atomically when DV_ATOMIC (several K blocks)."""
-    i_k = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-
-    rc = tl.arange(0, C)
-    rk = i_k * BK + tl.arange(0, BK)
-    rv = tl.arange(0, BV)
-    mk = rk < K
-    mv = rv < V
-    causal = rc[:, None] >= rc[None, :]
-    state_off = i_nh.to(tl.int64) * K * V + rk[:, None] * V + rv[None, :]
-    state_mask = mk[:, None] & mv[None, :]
-    if HAS_DHT:
-        dS = tl.load(dht + state_off, mask=state_mask, other=0.0)
-        dS_ht = dS * tl.load(ht + state_off, mask=state_mask, other=0.0)
-        if SCALAR:
-            carry = tl.sum(tl.sum(dS_ht, axis=1), axis=0)
-        else:
-            carry = tl.sum(dS_ht, axis=1)
-    else:
-        dS = tl.zeros([BK, BV], dtype=tl.float32)
-        if SCALAR:
-            carry = tl.sum(tl.zeros([BK], dtype=tl.float32), axis=0)
-        else:
-            carry = tl.zeros([BK], dtype=tl.float32)
-
+        acc = tl.zeros([BK], dtype=tl.float32)
     NC = tl.cdiv(eos - bos, C)
     for i in range(NC):
         t = bos + (NC - 1 - i) * C + rc
         mt = t < eos
         row = t * H + i_h
-        mtk = mt[:, None] & mk[None, :]
-        mtv = mt[:, None] & mv[None, :]
-        q_c, k_c, v_c, do_c, b, bl, dA = load_chunk(q, k, v, g, do, row, mt, mtk, mtv, rk, rv, causal,
-                                                     scale, K, V, C, SCALAR, PREC)
-        A, _, dk_c = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, True, False, True)
-        if SCALAR:
-            k_decay = tl.exp2(bl - b)[:, None]
-            q_in = q_c.to(tl.float32) * tl.exp2(b)[:, None]
-            decay = tl.exp2(bl)
-        else:
-            k_decay = tl.exp2(bl[None, :] - b)
-            q_in = q_c.to(tl.float32) * tl.exp2(b)
-            decay = tl.exp2(bl)[:, None]
-        dv_c = scale * mma(tl.trans(A), do_c, PREC) + mma(k_c.to(tl.float32) * k_decay, dS, PREC)
-        dk_c += mma(v_c, tl.trans(dS), PREC) * k_decay
-        dS = dS * decay + scale * mma(tl.trans(q_in), do_c, PREC)
-
-        dv_ptr = dv + row[:, None] * V + rv[None, :]
-        if DV_ATOMIC:
-            tl.atomic_add(dv_ptr, dv_c, mask=mtv)
-        else:
-            tl.store(dv_ptr, dv_c.to(dv.dtype.element_ty), mask=mtv)
-        tl.store(dk + row[:, None] * K + rk[None, :], dk_c.to(dk.dtype.element_ty), mask=mtk)
-
-        kdk = k_c.to(tl.float32) * dk_c
-        if SCALAR:
-            dgp_ptr = dgp + i_k * dgp_stride + row
-            local = tl.load(dgp_ptr, mask=mt, other=0.0) - tl.sum(kdk, axis=1)
-            tl.store(dgp_ptr, tl.cumsum(local, axis=0, reverse=True) + carry, mask=mt)
-        else:
-            dgp_ptr = dgp + row[:, None] * K + rk[None, :]
-            local = tl.load(dgp_ptr, mask=mtk, other=0.0) - kdk
-            tl.store(dgp_ptr, tl.cumsum(local, axis=0, reverse=True) + carry[None, :], mask=mtk)
-        carry += tl.sum(local, axis=0)
-
-    if STORE_DH0:
-        tl.store(dh0 + state_off, dS, mask=state_mask)
+        local = load_tile(x, row, rk, mt, mk, KD)
+        out = tl.cumsum(local, axis=0, reverse=True) + acc[None, :]
+        tl.store(x + row[:, None] * KD + rk[None, :], out, mask=mt[:, None] & mk[None, :])
+        acc += tl.sum(local, axis=0)
 
 
 def chunk_backward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, do: torch.Tensor,
     scale: float, initial_state: torch.Tensor | None, d_final_state: torch.Tensor | None,
-    want_d_initial_state: bool, cu_seqlens: torch.Tensor | None, config: ChunkConfig | None = None,
+    want_d_initial_state: bool, cu_seqlens: torch.Tensor | None, config: BackwardConfig | None = None,
 ):
-    """Launch both backward kernels. Inputs contiguous; g float32; ``config`` overrides the rule
-    of :func:`backward_configs`. The final state that dg needs (with ``d_final_state``) is
-    recomputed by the dq kernel rather than taken from the forward, whose 16-bit-model products
-    are less precise: dg's terms cancel, so both must come from the same arithmetic.
+    """Launch the backward kernels. Inputs contiguous; g float32; ``config`` overrides the rule
+    of :func:`backward_configs`.
 
     Returns (dq, dk, dv in the inputs' dtypes, dg float32 shaped like g, d_initial_state or None).
     """
@@ -214,35 +195,48 @@ def chunk_backward(
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     scalar = g.dim() == 3
     has_dht = d_final_state is not None
+    prec = dot_precision(q.dtype, backward=True)
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
-    dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if want_d_initial_state else None
-    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if has_dht else None
 
-    def launch(cfg: ChunkConfig):
-        NK = triton.cdiv(K, cfg.block)
-        dv = torch.zeros_like(v, dtype=torch.float32) if NK > 1 else torch.empty_like(v)
+    def launch(cfg: BackwardConfig):
+        C = cfg.chunk
+        layout = chunk_layout(B, T, C, cu_seqlens)
+        passes = {"cu_seqlens": cu_seqlens, "layout": layout, "cfg": cfg, "prec": prec}
+        h, ht = chunk_states(k, v, g, scale, initial_state, has_dht, False, **passes)
+        dh, dh0 = chunk_states(q, do, g, scale, d_final_state, want_d_initial_state, True, **passes)
+        dv = torch.empty_like(v)
+        BV = min(cfg.block, padded(V))
+        chunk_bwd_dv_kernel[(triton.cdiv(V, BV), layout[0], H)](
+            q, k, do, g, dh, dv, layout[2], scale, T,
+            H=H, K=K, V=V, C=C, BK=min(cfg.loop, padded(K)), BV=BV, SCALAR=scalar,
+            IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+        BK = min(cfg.block, padded(K))
+        NK = triton.cdiv(K, BK)
         dgp = q.new_empty((NK, B, T, H) if scalar else (B, T, H, K), dtype=torch.float32)
-        common = {
-            "H": H, "K": K, "V": V, "C": cfg.chunk, "BK": cfg.block, "BV": padded(V), "SCALAR": scalar,
-            "IS_VARLEN": cu_seqlens is not None, "PREC": dot_precision(q.dtype, backward=True),
-            "num_warps": cfg.num_warps, "num_stages": cfg.num_stages,
-        }
-        grid = (NK, N * H)
-        chunk_bwd_dq_kernel[grid](
-            q, k, v, g, do, dq, dgp, initial_state, ht, cu_seqlens, scale, T, B * T * H,
-            HAS_H0=initial_state is not None, STORE_HT=has_dht, **common,
+        chunk_bwd_dqk_kernel[(NK, layout[0], H)](
+            q, k, v, g, do, h, dh, dq, dk, dgp, layout[2], scale, T, B * T * H,
+            H=H, K=K, V=V, C=C, BK=BK, BV=min(cfg.loop, padded(V)), SCALAR=scalar,
+            IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
-        chunk_bwd_dkv_kernel[grid](
-            q, k, v, g, do, dk, dv, dgp, ht, d_final_state, dh0, cu_seqlens, scale, T, B * T * H,
-            HAS_DHT=has_dht, STORE_DH0=want_d_initial_state, DV_ATOMIC=NK > 1, **common,
+        dg = dgp.sum(0) if scalar else dgp
+        carry = None
+        if has_dht:
+            carry = (d_final_state * ht).sum(-1)
+            carry = carry.sum(-1) if scalar else carry
+        KD = 1 if scalar else K
+        BKD = min(padded(KD), 32)
+        reverse_cumsum_kernel[(triton.cdiv(KD, BKD), N * H)](
+            dg, carry, cu_seqlens, T, H=H, KD=KD, C=C, BK=BKD, HAS_CARRY=has_dht,
+            IS_VARLEN=cu_seqlens is not None, num_warps=4,
         )
-        return dv.to(v.dtype), dgp.sum(0) if scalar else dgp
+        return dv, dg, dh0
 
     if config is not None:
-        dv, dg = launch(config)
+        dv, dg, dh0 = launch(config)
     else:
         key = ("bwd", K, V, q.dtype, scalar, initial_state is not None, has_dht, want_d_initial_state,
                cu_seqlens is not None)
-        dv, dg = launch_first_fitting(backward_configs(K, V, scalar), launch, key)
+        dv, dg, dh0 = launch_first_fitting(backward_configs(K, V, scalar), launch, key)
     return dq, dk, dv, dg, dh0

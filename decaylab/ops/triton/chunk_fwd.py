@@ -18,20 +18,9 @@ import torch
 import triton
 import triton.language as tl
 
-from decaylab.ops.triton.config import ChunkConfig, dot_precision, forward_configs, launch_first_fitting, padded
+from decaylab.ops.triton.config import ForwardConfig, dot_precision, forward_configs, launch_first_fitting, padded
 from decaylab.ops.triton.intra import cumulative_decay, intra_chunk, mma
-
-
-@triton.jit
-def sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
-    """First and one-past-last flat token index of sequence i_n (int64)."""
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-    return bos, eos
+from decaylab.ops.triton.state import sequence_bounds
 
 
 @triton.jit
@@ -94,7 +83,7 @@ def chunk_fwd_kernel(
 def chunk_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, scale: float,
     initial_state: torch.Tensor | None, output_final_state: bool,
-    cu_seqlens: torch.Tensor | None, config: ChunkConfig | None = None,
+    cu_seqlens: torch.Tensor | None, config: ForwardConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch the forward kernel. Inputs contiguous; g float32 [B, T, H] or [B, T, H, K].
     ``config`` overrides the rule of :func:`forward_configs`.
@@ -108,7 +97,7 @@ def chunk_forward(
     o = torch.empty_like(v)
     ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
 
-    def launch(cfg: ChunkConfig) -> None:
+    def launch(cfg: ForwardConfig) -> None:
         chunk_fwd_kernel[(triton.cdiv(V, cfg.block), N * H)](
             q, k, v, g, o, initial_state, ht, cu_seqlens, scale, T,
             H=H, K=K, V=V, C=cfg.chunk, BK=padded(K), BV=cfg.block,

@@ -16,19 +16,39 @@ from triton.runtime.errors import OutOfResources
 
 
 @dataclass(frozen=True)
-class ChunkConfig:
-    """Tile sizes and launch parameters of one chunked kernel.
+class ForwardConfig:
+    """Tiles and launch parameters of the single-pass forward kernel.
 
-    chunk: tokens per chunk (C). block: the width of the slice of the state [K, V] that one
-    program owns — columns (V) in the forward and the decode step, rows (K) in the backward; the
-    other dimension is covered whole (padded to a power of two, see :func:`padded`).
-    num_warps / num_stages: Triton launch options.
+    chunk: tokens per chunk (C). block: the state columns S[:, block] (V) one program owns; K is
+    covered whole (padded to a power of two, see :func:`padded`). num_warps / num_stages: Triton
+    launch options (num_stages 1: no software pipelining).
     """
 
     chunk: int
     block: int
     num_warps: int
-    num_stages: int
+    num_stages: int = 1
+
+
+@dataclass(frozen=True)
+class BackwardConfig:
+    """Tiles and launch parameters of the backward's kernels.
+
+    chunk: tokens per chunk (C), shared by every kernel of the pass.
+    state: the state passes' tile of S [K, V] (state × state, float32 in registers).
+    block: the per-chunk kernels' output tile — V columns of dv, K columns of dq and dk.
+    loop: the per-chunk kernels' step over the dimension they sum over (K for dv, V for dq, dk).
+    num_warps / state_warps: warps of a per-chunk program and of a state-pass program.
+    num_stages: Triton's software-pipelining depth (1: none).
+    """
+
+    chunk: int
+    state: int
+    block: int
+    loop: int
+    num_warps: int
+    state_warps: int
+    num_stages: int = 1
 
 
 def dot_precision(dtype: torch.dtype, backward: bool) -> str:
@@ -47,39 +67,38 @@ def padded(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-# The rules below come from timing every candidate at B16·T4096·H16·K=V=128 on an H200
-# (benchmarks/RESULTS.md, ## GPU). Software pipelining (num_stages 2) gained nothing there and
-# one such configuration faulted, so none is used. Each rule returns a preference list: a
-# launcher moves to the next entry if the compiler reports that one does not fit.
+# The rules below come from compiling the kernels offline for sm_90 (registers and spills) and
+# timing candidates at B16·T4096·H16·K=V=128 on an H200 (benchmarks/RESULTS.md, ## GPU). Software
+# pipelining (num_stages 2) gained nothing there and one such configuration faulted, so none is
+# used. Each rule returns a preference list: a launcher moves to the next entry if the compiler
+# reports that one does not fit.
 
 
-def forward_configs(K: int, V: int, scalar: bool) -> list[ChunkConfig]:
+def forward_configs(K: int, V: int, scalar: bool) -> list[ForwardConfig]:
     """Forward: a program owns the state columns [K, block] and walks the chunks in order."""
     bk, bv = padded(K), padded(V)
     if bk > 128:
-        return [ChunkConfig(32, min(bv, 64), 8, 1), ChunkConfig(16, min(bv, 32), 4, 1)]
+        return [ForwardConfig(32, min(bv, 64), 8), ForwardConfig(16, min(bv, 32), 4)]
     if scalar:
-        return [ChunkConfig(64, min(bv, 64), 4, 1), ChunkConfig(32, min(bv, 64), 4, 1)]
+        return [ForwardConfig(64, min(bv, 64), 4), ForwardConfig(32, min(bv, 64), 4)]
     block = min(bv, 128)
-    return [ChunkConfig(64, block, 8 if bk * block >= 128 * 64 else 4, 1), ChunkConfig(32, min(bv, 64), 4, 1)]
+    return [ForwardConfig(64, block, 8 if bk * block >= 128 * 64 else 4), ForwardConfig(32, min(bv, 64), 4)]
 
 
-def backward_configs(K: int, V: int, scalar: bool) -> list[ChunkConfig]:
-    """Backward: a program owns the state rows [block, V]; one kernel walks forward for dq, the
-    other backward for dk, dv, dg."""
-    bk, bv = padded(K), padded(V)
-    if bv > 128:
-        return [ChunkConfig(32, min(bk, 64), 8, 1), ChunkConfig(16, min(bk, 32), 4, 1)]
-    if scalar:
-        return [ChunkConfig(64, min(bk, 64), 4, 1), ChunkConfig(32, min(bk, 64), 4, 1)]
-    return [ChunkConfig(32, min(bk, 128), 8, 1), ChunkConfig(64, min(bk, 64), 8, 1), ChunkConfig(32, min(bk, 64), 4, 1)]
+def backward_configs(K: int, V: int, scalar: bool) -> list[BackwardConfig]:
+    """Backward: two state passes over 64 × 64 tiles, then per-chunk programs of 4 warps whose
+    output tile covers a head dimension of up to 128 whole (dA and A are formed once per chunk)."""
+    if max(padded(K), padded(V)) <= 128:
+        return [BackwardConfig(64, 64, 128, 64, 4, 4), BackwardConfig(32, 32, 32, 32, 4, 4)]
+    return [BackwardConfig(64, 64, 64, 64, 8, 4), BackwardConfig(32, 32, 32, 32, 4, 4)]
 
 
 R = TypeVar("R")
-_CHOSEN: dict[Hashable, ChunkConfig] = {}
+Config = TypeVar("Config", ForwardConfig, BackwardConfig)
+_CHOSEN: dict[Hashable, ForwardConfig | BackwardConfig] = {}
 
 
-def launch_first_fitting(configs: list[ChunkConfig], launch: Callable[[ChunkConfig], R], key: Hashable) -> R:
+def launch_first_fitting(configs: list[Config], launch: Callable[[Config], R], key: Hashable) -> R:
     """Run ``launch(cfg)`` with the first configuration the compiler accepts (a shared-memory or
     register overflow is reported before any work is done) and remember it under ``key``."""
     if key in _CHOSEN:
@@ -94,7 +113,6 @@ def launch_first_fitting(configs: list[ChunkConfig], launch: Callable[[ChunkConf
     raise RuntimeError(f"no kernel configuration fits this GPU for {key}; tried {configs}")
 
 
-def decode_config(K: int, V: int) -> ChunkConfig:
-    """Decode: a program owns state columns [K, block] of one (sequence, head)."""
-    bv = min(padded(V), max(16, 4096 // padded(K)))
-    return ChunkConfig(chunk=1, block=bv, num_warps=4, num_stages=1)
+def decode_block(K: int, V: int) -> int:
+    """Decode: the number of state columns a program owns (it covers all K rows of them)."""
+    return min(padded(V), max(16, 4096 // padded(K)))

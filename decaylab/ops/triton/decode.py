@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from decaylab.ops.triton.config import decode_config, padded
+from decaylab.ops.triton.config import decode_block, padded
 from decaylab.ops.triton.intra import LOG2E
 
 
@@ -54,14 +54,13 @@ def triton_decode_step(
         raise ValueError(f"triton_decode_step: state must be float32, got {state.dtype}")
     N, H, K = q.shape
     V = v.shape[-1]
-    cfg = decode_config(K, V)
+    block = decode_block(K, V)
     work = state if state.is_contiguous() else state.contiguous()
     o = v.new_empty(N, H, V)
-    grid = (triton.cdiv(V, cfg.block), N * H)
+    grid = (triton.cdiv(V, block), N * H)
     decode_kernel[grid](
         q.contiguous(), k.contiguous(), v.contiguous(), log_decay.contiguous(), work, o, float(scale),
-        K=K, V=V, BK=padded(K), BV=cfg.block, SCALAR=log_decay.dim() == 2,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        K=K, V=V, BK=padded(K), BV=block, SCALAR=log_decay.dim() == 2, num_warps=4,
     )
     if work is not state:
         state.copy_(work)
