@@ -16,7 +16,9 @@ is a reverse cumulative sum over the sequence (``reverse_cumsum_kernel``):
     dg_t = Σ_{s ≥ t} (q_s ⊙ dq_s − k_s ⊙ dk_s)  +  Σ_v (dS_T ⊙ S_T)         (summed over K for scalar decay)
 
 The final state S_T used there is the backward's own recomputation: dg's terms cancel, so all of
-them must come from the same arithmetic.
+them must come from the same arithmetic. The stored states h and dh take 2 · 4·K·V bytes per
+chunk and head while the backward runs (2.1 GB at B16·T4096·H16·K=V=128, 101 MB per layer for
+the 160M model at batch 8 × 2048).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Chunk layout and the sequential state pass shared by the forward and the backward.
+"""Chunk layout, tile loading and the sequential state pass of the backward.
 
-The chunked kernels split every sequence into chunks of C tokens and number the chunks of all
-sequences consecutively (global chunk index i). Only the state recurrence is sequential; it runs
-in :func:`chunk_state_kernel`, which stores the state at every chunk boundary (float32,
-[NT, H, K, V]) so that all per-chunk work can run in parallel over (chunk, head, tile).
-float32 because the stored states feed every output and gradient: bf16 would add ~2e-3
-relative error by itself, the whole error budget of bf16 models.
+The backward splits every sequence into chunks of C tokens and numbers the chunks of all
+sequences consecutively (global chunk index i). Only the state recurrences are sequential; they
+run in :func:`chunk_state_kernel`, which stores the state (or its gradient) at every chunk
+boundary (float32, [NT, H, K, V]) so that all per-chunk gradient work can run in parallel over
+(chunk, head, tile). float32 because the stored states feed every gradient: rounding them to
+bf16 (2^-9 relative each) would spend most of the 2e-3 error budget of bf16 models.
 """
 
 from __future__ import annotations
