@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from decaylab.ops.triton.config import padded
+from decaylab.ops.triton.config import BackwardConfig, padded
 from decaylab.ops.triton.intra import cumulative_decay, mma
 
 
@@ -154,9 +154,9 @@ def chunk_layout(B: int, T: int, C: int, cu_seqlens: torch.Tensor | None):
 
 def chunk_states(
     a: torch.Tensor, c: torch.Tensor, g: torch.Tensor, scale: float, x0: torch.Tensor | None,
-    store_xt: bool, reverse: bool, cu_seqlens: torch.Tensor | None, layout, cfg, prec: str,
+    store_xt: bool, reverse: bool, cu_seqlens: torch.Tensor | None, layout, cfg: BackwardConfig, prec: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Launch :func:`chunk_state_kernel` with ``cfg`` (a ChunkConfig). Returns (h [NT, H, K, V]
+    """Launch :func:`chunk_state_kernel` with ``cfg``. Returns (h [NT, H, K, V]
     float32, xt or None)."""
     B, T, H, K = a.shape
     V = c.shape[-1]
