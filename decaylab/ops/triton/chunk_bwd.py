@@ -1,4 +1,4 @@
-"""Chunkwise backward: two sequential state passes, a parallel gradient kernel, a reverse cumsum.
+"""Chunkwise backward: two sequential state passes, parallel dv and dq/dk kernels, a reverse cumsum.
 
 Per chunk i, with entering state S_i and the gradient dS_i of the state leaving it (both from
 :func:`state.chunk_state_kernel`, recomputed here in the backward's precision), do = ∂L/∂o,

@@ -67,11 +67,11 @@ def padded(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-# The rules below come from compiling the kernels offline for sm_90 (registers and spills) and
-# timing candidates at B16·T4096·H16·K=V=128 on an H200 (benchmarks/RESULTS.md, ## GPU). Software
-# pipelining (num_stages 2) gained nothing there and one such configuration faulted, so none is
-# used. Each rule returns a preference list: a launcher moves to the next entry if the compiler
-# reports that one does not fit.
+# The rules below come from timing candidates at B16·T4096·H16·K=V=128 and B32·T2048·H12·K=V=64
+# on an H200 (benchmarks/RESULTS.md, ## GPU). Software pipelining (num_stages 2) gained 1–9% on
+# the backward's 8-warp configuration, less than 4 warps did; it is untimed with 4 warps, and one
+# single-pass configuration with it faulted, so none is used. Each rule returns a preference list:
+# a launcher moves to the next entry if the compiler reports that one does not fit.
 
 
 def forward_configs(K: int, V: int, scalar: bool) -> list[ForwardConfig]:
