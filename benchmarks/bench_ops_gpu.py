@@ -140,10 +140,10 @@ def compile_time_probe():
 
 
 # Candidates timed by --variants: ForwardConfig (chunk, block, warps) and BackwardConfig
-# (chunk, state, block, loop, warps, state warps); see decaylab/ops/triton/config.py.
+# (chunk, state, block, loop, warps, state warps[, stages]); see decaylab/ops/triton/config.py.
 FWD_VARIANTS = [(64, 128, 8), (64, 64, 8), (64, 64, 4), (32, 128, 8), (32, 64, 4)]
 BWD_VARIANTS = [(64, 64, 128, 64, 4, 4), (64, 64, 128, 64, 8, 4), (64, 64, 128, 128, 8, 4), (64, 64, 64, 64, 8, 4),
-                (64, 128, 128, 64, 8, 8), (64, 32, 128, 64, 8, 4)]
+                (64, 128, 128, 64, 8, 8), (64, 32, 128, 64, 8, 4), (64, 64, 128, 64, 4, 4, 2)]
 
 
 def _variant_cases():
