@@ -19,8 +19,8 @@ import triton
 import triton.language as tl
 
 from decaylab.ops.triton.config import ForwardConfig, dot_precision, forward_configs, launch_first_fitting, padded
-from decaylab.ops.triton.intra import cumulative_decay, intra_chunk, mma
-from decaylab.ops.triton.state import sequence_bounds
+from decaylab.ops.triton.intra import intra_chunk, mma
+from decaylab.ops.triton.state import load_decay, load_tile, sequence_bounds
 
 
 @triton.jit
@@ -55,14 +55,10 @@ def chunk_fwd_kernel(
         t = bos + ic * C + rc
         mt = t < eos
         row = t * H + i_h
-        q_c = tl.load(q + row[:, None] * K + rk[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
-        k_c = tl.load(k + row[:, None] * K + rk[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
-        v_c = tl.load(v + row[:, None] * V + rv[None, :], mask=mt[:, None] & mv[None, :], other=0.0)
-        if SCALAR:
-            g_c = tl.load(g + row, mask=mt, other=0.0)
-        else:
-            g_c = tl.load(g + row[:, None] * K + rk[None, :], mask=mt[:, None] & mk[None, :], other=0.0)
-        b, bl = cumulative_decay(g_c, C, SCALAR)
+        q_c = load_tile(q, row, rk, mt, mk, K)
+        k_c = load_tile(k, row, rk, mt, mk, K)
+        v_c = load_tile(v, row, rv, mt, mv, V)
+        b, bl = load_decay(g, row, mt, rk, mk, K, C, SCALAR)
         A, _, _ = intra_chunk(q_c, k_c, b, bl, tl.zeros([C, C], dtype=tl.float32), C, SCALAR, PREC, True, False, False)
         if SCALAR:
             o_c = mma(q_c, S, PREC) * tl.exp2(b)[:, None]

@@ -108,10 +108,7 @@ def chunk_state_kernel(
         t = t0 + rc
         mt = t < eos
         row = t * H + i_h
-        if SCALAR:
-            bc, bl = cumulative_decay(tl.load(g + row, mask=mt, other=0.0), C, True)
-        else:
-            bc, bl = cumulative_decay(load_tile(g, row, rk, mt, mk, K), C, False)
+        bc, bl = load_decay(g, row, mt, rk, mk, K, C, SCALAR)
         a_c = load_tile(a, row, rk, mt, mk, K).to(tl.float32)
         c_c = load_tile(c, row, rv, mt, mv, V)
         if SCALAR:
