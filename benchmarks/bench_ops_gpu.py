@@ -158,16 +158,19 @@ def _variant_cases():
 
 
 def _run_variant(shape, scalar, pass_, cfg, tiny):
-    """One call of our kernels with this configuration; tiny=True compiles at a small shape with the
-    same specialization (T, B·T·H multiples of 16) to fill the Triton cache."""
+    """One call of our kernels with this configuration, as in training: the forward keeps its
+    chunk states, the backward takes the default forward's (it recomputes them when its chunk
+    differs). tiny=True compiles at a small shape with the same specialization (T, B·T·H
+    multiples of 16) to fill the Triton cache."""
     from decaylab.ops.triton.chunk_bwd import chunk_backward
     from decaylab.ops.triton.chunk_fwd import chunk_forward
 
     B, T, H, K, V = (1, 64, 1, shape[3], shape[4]) if tiny else shape
     (q, k, v, g), do = draw(B, T, H, K, V, scalar)
     if pass_ == "fwd":
-        return lambda: chunk_forward(q, k, v, g, 1.0, None, False, None, cfg)
-    return lambda: chunk_backward(q, k, v, g, do.bfloat16(), 1.0, None, None, False, None, cfg)
+        return lambda: chunk_forward(q, k, v, g, 1.0, None, False, None, cfg, store_states=True)
+    _, _, states = chunk_forward(q, k, v, g, 1.0, None, False, None, store_states=True)
+    return lambda: chunk_backward(q, k, v, g, do.bfloat16(), 1.0, None, None, False, None, cfg, states=states)
 
 
 def _compile_variant(case):
@@ -256,7 +259,7 @@ def kernel_resources():
 
     rows = []
     for kern in (chunk_fwd.chunk_fwd_kernel, state.chunk_state_kernel, chunk_bwd.chunk_bwd_dv_kernel,
-                 chunk_bwd.chunk_bwd_dqk_kernel, chunk_bwd.reverse_cumsum_kernel):
+                 chunk_bwd.chunk_bwd_dqk_kernel):
         for entry in getattr(kern, "device_caches", {}).values():
             cache = entry[0] if isinstance(entry, tuple) else entry
             for compiled in (cache.values() if isinstance(cache, dict) else []):

@@ -77,7 +77,7 @@ def test_kernels_match_recurrence(scalar, low):
     K = V = 32 in tiles of 16 (two state tiles per dimension: every K and V loop runs twice)."""
     B, T, H, K, V = 2, 37, 2, 32, 32
     q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, low)
-    o, ht = chunk_forward(q, k, v, g, 0.7, h0, True, None, SMALL_FWD)
+    o, ht, _ = chunk_forward(q, k, v, g, 0.7, h0, True, None, SMALL_FWD)
     grads = chunk_backward(q, k, v, g, do, 0.7, h0, dht, True, None, SMALL_BWD)
     ro, rht, rgrads = reference(q, k, v, g, 0.7, h0, do, dht)
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
@@ -105,18 +105,40 @@ def test_backward_tilings_agree(scalar, cfg):
 
 @in_process
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
-def test_varlen_matches_recurrence(scalar):
-    """Packed sequences of 5, 0, 16 (one full chunk) and 24 tokens: padding rows in the chunk table."""
+@pytest.mark.parametrize("store_states", [False, True], ids=["recomputed-states", "forward-states"])
+def test_varlen_matches_recurrence(scalar, store_states):
+    """Packed sequences of 5, 0, 16 (one full chunk) and 24 tokens: padding rows in the chunk table;
+    the backward recomputes the chunk states or takes the forward's."""
     B, T, H, K, V = 1, 45, 2, 16, 32
     cu = torch.tensor([0, 5, 5, 21, 45], device=DEVICE)
     q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, -0.5, N=4)
-    o, ht = chunk_forward(q, k, v, g, 1.0, h0, True, cu.int(), ForwardConfig(chunk=16, block=32, num_warps=4))
+    o, ht, states = chunk_forward(q, k, v, g, 1.0, h0, True, cu.int(), ForwardConfig(chunk=16, block=32, num_warps=4),
+                                  store_states=store_states)
     grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, cu.int(),
-                           BackwardConfig(chunk=16, state=32, block=32, loop=32, num_warps=4, state_warps=4))
+                           BackwardConfig(chunk=16, state=32, block=32, loop=32, num_warps=4, state_warps=4),
+                           states=states)
     ro, rht, rgrads = reference(q, k, v, g, 1.0, h0, do, dht, cu)
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
     for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
         assert rel(x, r) < 1e-4, (name, rel(x, r))
+
+
+@in_process
+@pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
+def test_forward_states_are_the_recurrence_states(scalar):
+    """The states the forward keeps for the backward: h[b·NC + i] is the float64 recurrence's state
+    after the first 16·i tokens of sequence b (T = 37, three chunks of 16, the last one partial)."""
+    B, T, H, K, V = 2, 37, 2, 32, 32
+    q, k, v, g, h0, _, _ = make_inputs(B, T, H, K, V, scalar, -1.0)
+    _, _, states = chunk_forward(q, k, v, g, 0.7, h0, False, None, SMALL_FWD, store_states=True)
+    assert states.chunk == 16 and states.h.shape == (B * 3, H, K, V)
+    xs = [x.cpu().double() for x in (q, k, v, g, h0)]
+    for i in range(3):
+        if i == 0:
+            expected = xs[4]
+        else:
+            _, expected = naive_decay_linear_attention(*(x[:, :16 * i] for x in xs[:4]), 0.7, xs[4], True)
+        assert rel(states.h[i::3], expected) < 1e-5, i
 
 
 @in_process
@@ -148,7 +170,7 @@ def test_no_nan_for_huge_log_decay():
     for scalar in (True, False):
         q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, -1.0)
         g = torch.where(torch.rand_like(g) < 0.3, torch.full_like(g, -1e4), g * (torch.rand_like(g) < 0.5))
-        o, ht = chunk_forward(q, k, v, g, 1.0, h0, True, None, SMALL_FWD)
+        o, ht, _ = chunk_forward(q, k, v, g, 1.0, h0, True, None, SMALL_FWD)
         grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, None, SMALL_BWD)
         ro, rht, _ = reference(q, k, v, g, 1.0, h0, do, dht)
         assert rel(o, ro) < 1e-4 and rel(ht, rht) < 1e-4

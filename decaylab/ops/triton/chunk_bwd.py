@@ -1,24 +1,25 @@
-"""Chunkwise backward: two sequential state passes, parallel dv and dq/dk kernels, a reverse cumsum.
+"""Chunkwise backward: two sequential state passes, then parallel dv and dq/dk/dg kernels.
 
-Per chunk i, with entering state S_i and the gradient dS_i of the state leaving it (both from
-:func:`state.chunk_state_kernel`, recomputed here in the backward's precision), do = ∂L/∂o,
-dA = scale · (do vᵀ) (causally masked) and k̃ = k ⊙ 2^(bl − b):
+Per chunk i, with entering state S_i and the gradient dS_i of the state leaving it (float32,
+[NT, H, K, V], from :func:`state.chunk_state_kernel` or, for S_i, kept by the forward),
+do = ∂L/∂o, dA = scale · (do vᵀ) (causally masked) and k̃ = k ⊙ 2^(bl − b):
 
     dq = scale · (do S_iᵀ) ⊙ 2^b  +  Σ_j dA_ij k_j ⊙ 2^(b_i − b_j)
     dk = (v dS_iᵀ) ⊙ 2^(bl − b)   +  Σ_i dA_ij q_i ⊙ 2^(b_i − b_j)
     dv = scale · Aᵀ do  +  k̃ dS_i
 
-dq and dk by ``chunk_bwd_dqk_kernel``, one program per (K block, chunk, head); dv by
-``chunk_bwd_dv_kernel``, one per (V block, chunk, head). The log decay enters
-only through q ⊙ 2^G and k ⊙ 2^-G (G the running cumsum) and the final state, so its gradient
-is a reverse cumulative sum over the sequence (``reverse_cumsum_kernel``):
+dq, dk and dg by ``chunk_bwd_dqk_kernel``, one program per (K block, chunk, head); dv by
+``chunk_bwd_dv_kernel``, one per (V block, chunk, head). The log decay enters only through
+q ⊙ 2^G and k ⊙ 2^-G (G its running sum), so ∂L/∂g_t = Σ_{s ≥ t} (q_s ⊙ dq_s − k_s ⊙ dk_s),
+summed over the rest of the sequence and closed by the final state's term. Shifting G by δ for
+every token after chunk i scales the state leaving chunk i by e^δ, so the part of that sum
+beyond chunk i is Σ_v S_{i+1} ⊙ dS_i, and dg needs no pass over the sequence:
 
-    dg_t = Σ_{s ≥ t} (q_s ⊙ dq_s − k_s ⊙ dk_s)  +  Σ_v (dS_T ⊙ S_T)         (summed over K for scalar decay)
+    dg_t = Σ_{s ≥ t, s in chunk i} (q_s ⊙ dq_s − k_s ⊙ dk_s)  +  Σ_v S_{i+1} ⊙ dS_i   (summed over K for scalar decay)
 
-The final state S_T used there is the backward's own recomputation: dg's terms cancel, so all of
-them must come from the same arithmetic. The stored states h and dh take 2 · 4·K·V bytes per
-chunk and head while the backward runs (2.1 GB at B16·T4096·H16·K=V=128, 101 MB per layer for
-the 160M model at batch 8 × 2048).
+with S_{i+1} = 2^bl ⊙ S_i + k̃ᵀ v formed in the kernel from terms it already has. The stored h
+and dh take 2 · 4·K·V bytes per chunk and head while the backward runs (2.1 GB at
+B16·T4096·H16·K=V=128, 101 MB per layer for the 160M model at batch 8 × 2048).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from decaylab.ops.triton.config import (
 )
 from decaylab.ops.triton.intra import intra_chunk, mma
 from decaylab.ops.triton.state import (
+    ChunkStates,
     chunk_bounds,
     chunk_layout,
     chunk_states,
     load_decay,
     load_tile,
-    sequence_bounds,
 )
 
 
@@ -89,16 +90,16 @@ def chunk_bwd_dv_kernel(
 
 @triton.jit
 def chunk_bwd_dqk_kernel(
-    q, k, v, g, do, h, dh, dq, dk, dgp, chunk_table, scale, T, dgp_stride,
+    q, k, v, g, do, h, dh, dq, dk, dg, chunk_table, scale, T, dg_stride,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     SCALAR: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
 ):
-    """Grid (cdiv(K, BK), NT, H): dq and dk of one chunk and K block; V is covered in blocks of
-    BV (dA and the state terms are sums over V). g is the log decay (float32, flat over tokens);
-    h, dh [NT, H, K, V] float32. Also writes
-    dgp = q ⊙ dq − k ⊙ dk (float32; for scalar decay summed over the K block, at
-    dgp[i_k, token, head]). q, k, g are loaded after the V loop, to keep them out of its live set."""
+    """Grid (cdiv(K, BK), NT, H): dq, dk and dg of one chunk and K block; V is covered in blocks
+    of BV (dA and the state terms are sums over V). g is the log decay (float32, flat over tokens);
+    h, dh [NT, H, K, V] float32. dg (float32) is written whole for vector decay; for scalar decay
+    each K block writes its part at dg[i_k, token, head]. q, k, g are loaded after the V loop, to
+    keep them out of its live set."""
     i_k = tl.program_id(0)
     i_c = tl.program_id(1)
     i_h = tl.program_id(2)
@@ -114,6 +115,7 @@ def chunk_bwd_dqk_kernel(
     dA = tl.zeros([C, C], dtype=tl.float32)
     dq_c = tl.zeros([C, BK], dtype=tl.float32)
     dk_c = tl.zeros([C, BK], dtype=tl.float32)
+    state_dot = tl.zeros([BK], dtype=tl.float32)  # Σ_v S_i ⊙ dS_i
     for i_v in range(tl.cdiv(V, BV)):
         rv = i_v * BV + tl.arange(0, BV)
         mv = rv < V
@@ -124,6 +126,7 @@ def chunk_bwd_dqk_kernel(
         dA += mma(do_c, tl.trans(v_c), PREC)
         dq_c += mma(do_c, tl.trans(S), PREC)
         dk_c += mma(v_c, tl.trans(dS), PREC)
+        state_dot += tl.sum(S * dS, axis=1)
 
     b, bl = load_decay(g, row, mt, rk, mk, K, C, SCALAR)
     q_c = load_tile(q, row, rk, mt, mk, K)
@@ -138,65 +141,39 @@ def chunk_bwd_dqk_kernel(
     mtk = mt[:, None] & mk[None, :]
     tl.store(dq + row[:, None] * K + rk[None, :], dq_c.to(dq.dtype.element_ty), mask=mtk)
     local = q_c.to(tl.float32) * dq_c
-    _, _, dk_i = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, False, False, True)
     if SCALAR:
-        dk_c = dk_i + dk_c * tl.exp2(bl - b)[:, None]
+        dk_c = dk_c * tl.exp2(bl - b)[:, None]
     else:
-        dk_c = dk_i + dk_c * tl.exp2(bl[None, :] - b)
+        dk_c = dk_c * tl.exp2(bl[None, :] - b)
+    # Σ_v S_{i+1} ⊙ dS_i, with S_{i+1} = 2^bl ⊙ S_i + (k ⊙ 2^(bl − b))ᵀ v: its second part is k ⊙ dk's state term.
+    carry = tl.exp2(bl) * state_dot + tl.sum(k_c.to(tl.float32) * dk_c, axis=0)
+    _, _, dk_i = intra_chunk(q_c, k_c, b, bl, dA, C, SCALAR, PREC, False, False, True)
+    dk_c += dk_i
     tl.store(dk + row[:, None] * K + rk[None, :], dk_c.to(dk.dtype.element_ty), mask=mtk)
     local -= k_c.to(tl.float32) * dk_c
     if SCALAR:
-        tl.store(dgp + i_k * dgp_stride + row, tl.sum(local, axis=1), mask=mt)
+        dg_c = tl.cumsum(tl.sum(local, axis=1), axis=0, reverse=True) + tl.sum(carry, axis=0)
+        tl.store(dg + i_k * dg_stride + row, dg_c, mask=mt)
     else:
-        tl.store(dgp + row[:, None] * K + rk[None, :], local, mask=mtk)
-
-
-@triton.jit
-def reverse_cumsum_kernel(
-    x, carry, cu_seqlens, T,
-    H: tl.constexpr, KD: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
-    HAS_CARRY: tl.constexpr, IS_VARLEN: tl.constexpr,
-):
-    """Grid (cdiv(KD, BK), N·H). In place, per sequence: x_t ← Σ_{s ≥ t} x_s + carry.
-    x [*, H, KD] float32 (KD = 1 for scalar decay); carry [N, H, KD] float32."""
-    i_k = tl.program_id(0)
-    i_nh = tl.program_id(1)
-    i_n = i_nh // H
-    i_h = i_nh % H
-    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    rc = tl.arange(0, C)
-    rk = i_k * BK + tl.arange(0, BK)
-    mk = rk < KD
-    if HAS_CARRY:
-        acc = tl.load(carry + i_nh * KD + rk, mask=mk, other=0.0)
-    else:
-        acc = tl.zeros([BK], dtype=tl.float32)
-    NC = tl.cdiv(eos - bos, C)
-    for i in range(NC):
-        t = bos + (NC - 1 - i) * C + rc
-        mt = t < eos
-        row = t * H + i_h
-        local = load_tile(x, row, rk, mt, mk, KD)
-        out = tl.cumsum(local, axis=0, reverse=True) + acc[None, :]
-        tl.store(x + row[:, None] * KD + rk[None, :], out, mask=mt[:, None] & mk[None, :])
-        acc += tl.sum(local, axis=0)
+        dg_c = tl.cumsum(local, axis=0, reverse=True) + carry[None, :]
+        tl.store(dg + row[:, None] * K + rk[None, :], dg_c, mask=mtk)
 
 
 def chunk_backward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, do: torch.Tensor,
     scale: float, initial_state: torch.Tensor | None, d_final_state: torch.Tensor | None,
     want_d_initial_state: bool, cu_seqlens: torch.Tensor | None, config: BackwardConfig | None = None,
+    states: ChunkStates | None = None,
 ):
     """Launch the backward kernels. Inputs contiguous; g float32; ``config`` overrides the rule
-    of :func:`backward_configs`.
+    of :func:`backward_configs`; ``states``, kept by the forward, replace the forward state pass
+    when their chunk size is the configuration's.
 
     Returns (dq, dk, dv in the inputs' dtypes, dg float32 shaped like g, d_initial_state or None).
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
-    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     scalar = g.dim() == 3
-    has_dht = d_final_state is not None
     prec = dot_precision(q.dtype, backward=True)
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
@@ -205,7 +182,10 @@ def chunk_backward(
         C = cfg.chunk
         layout = chunk_layout(B, T, C, cu_seqlens)
         passes = {"cu_seqlens": cu_seqlens, "layout": layout, "cfg": cfg, "prec": prec}
-        h, ht = chunk_states(k, v, g, scale, initial_state, has_dht, False, **passes)
+        if states is not None and states.chunk == C:
+            h = states.h
+        else:
+            h, _ = chunk_states(k, v, g, scale, initial_state, False, False, **passes)
         dh, dh0 = chunk_states(q, do, g, scale, d_final_state, want_d_initial_state, True, **passes)
         dv = torch.empty_like(v)
         BV = min(cfg.block, padded(V))
@@ -216,29 +196,18 @@ def chunk_backward(
         )
         BK = min(cfg.block, padded(K))
         NK = triton.cdiv(K, BK)
-        dgp = q.new_empty((NK, B, T, H) if scalar else (B, T, H, K), dtype=torch.float32)
+        dg = q.new_empty((NK, B, T, H) if scalar else (B, T, H, K), dtype=torch.float32)
         chunk_bwd_dqk_kernel[(NK, layout[0], H)](
-            q, k, v, g, do, h, dh, dq, dk, dgp, layout[2], scale, T, B * T * H,
+            q, k, v, g, do, h, dh, dq, dk, dg, layout[2], scale, T, B * T * H,
             H=H, K=K, V=V, C=C, BK=BK, BV=min(cfg.loop, padded(V)), SCALAR=scalar,
             IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
-        dg = dgp.sum(0) if scalar else dgp
-        carry = None
-        if has_dht:
-            carry = (d_final_state * ht).sum(-1)
-            carry = carry.sum(-1) if scalar else carry
-        KD = 1 if scalar else K
-        BKD = min(padded(KD), 32)
-        reverse_cumsum_kernel[(triton.cdiv(KD, BKD), N * H)](
-            dg, carry, cu_seqlens, T, H=H, KD=KD, C=C, BK=BKD, HAS_CARRY=has_dht,
-            IS_VARLEN=cu_seqlens is not None, num_warps=4,
-        )
-        return dv, dg, dh0
+        return dv, dg.sum(0) if scalar else dg, dh0
 
     if config is not None:
         dv, dg, dh0 = launch(config)
     else:
-        key = ("bwd", K, V, q.dtype, scalar, initial_state is not None, has_dht, want_d_initial_state,
-               cu_seqlens is not None)
+        key = ("bwd", K, V, q.dtype, scalar, initial_state is not None, d_final_state is not None,
+               want_d_initial_state, cu_seqlens is not None)
         dv, dg, dh0 = launch_first_fitting(backward_configs(K, V, scalar), launch, key)
     return dq, dk, dv, dg, dh0

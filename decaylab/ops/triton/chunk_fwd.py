@@ -8,8 +8,13 @@ with in-chunk cumulative log2 decay b (see ``intra.py``) and entering state S:
     S_new = 2^bl ⊙ S  +  (k ⊙ 2^(bl − b))ᵀ v                   [K, BV]
 
 with A the causal intra-chunk scores. The in-chunk cumsum of the log decay is computed in the
-kernel; no per-chunk state is written to memory. Sequences are independent programs, so packed
-(varlen) sequences and a T that is not a multiple of C need only a row mask.
+kernel. Sequences are independent programs, so packed (varlen) sequences and a T that is not a
+multiple of C need only a row mask.
+
+When a backward will follow, the kernel also stores S entering every chunk (float32,
+[NT, H, K, V], 4·K·V/C bytes per token and head), which spares the backward its forward state
+pass. The state update therefore runs in the backward's precision (``dot_precision(...,
+backward=True)``), so the stored states are the ones the backward would have computed.
 """
 
 from __future__ import annotations
@@ -20,19 +25,20 @@ import triton.language as tl
 
 from decaylab.ops.triton.config import ForwardConfig, dot_precision, forward_configs, launch_first_fitting, padded
 from decaylab.ops.triton.intra import intra_chunk, mma
-from decaylab.ops.triton.state import load_decay, load_tile, sequence_bounds
+from decaylab.ops.triton.state import ChunkStates, chunk_layout, first_chunk, load_decay, load_tile, sequence_bounds
 
 
 @triton.jit
 def chunk_fwd_kernel(
-    q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
+    q, k, v, g, o, h0, ht, h, chunk_offsets, cu_seqlens, scale, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    SCALAR: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
-    IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+    SCALAR: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr,
+    IS_VARLEN: tl.constexpr, PREC: tl.constexpr, STATE_PREC: tl.constexpr,
 ):
     """Grid (cdiv(V, BV), N·H). q, k [*, H, K]; v, o [*, H, V]; g [*, H] or [*, H, K] float32
-    (flat over tokens); h0, ht [N, H, K, V] float32."""
+    (flat over tokens); h0, ht [N, H, K, V] and h [NT, H, K, V] float32. PREC is the precision of
+    the output's products, STATE_PREC that of the state update."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -44,14 +50,18 @@ def chunk_fwd_kernel(
     rv = i_v * BV + tl.arange(0, BV)
     mk = rk < K
     mv = rv < V
-    state_off = i_nh.to(tl.int64) * K * V + rk[:, None] * V + rv[None, :]
+    tile = rk[:, None] * V + rv[None, :]
+    state_off = i_nh.to(tl.int64) * K * V + tile
     state_mask = mk[:, None] & mv[None, :]
     if HAS_H0:
         S = tl.load(h0 + state_off, mask=state_mask, other=0.0)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
+    first = first_chunk(chunk_offsets, i_n, T, C, IS_VARLEN)
 
     for ic in range(tl.cdiv(eos - bos, C)):
+        if STORE_H:
+            tl.store(h + ((first + ic) * H + i_h) * K * V + tile, S, mask=state_mask)
         t = bos + ic * C + rc
         mt = t < eos
         row = t * H + i_h
@@ -70,7 +80,7 @@ def chunk_fwd_kernel(
             decay = tl.exp2(bl)[:, None]
         o_c = scale * (o_c + mma(A, v_c, PREC))
         tl.store(o + row[:, None] * V + rv[None, :], o_c.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
-        S = S * decay + mma(tl.trans(k_in), v_c, PREC)
+        S = S * decay + mma(tl.trans(k_in), v_c, STATE_PREC)
 
     if STORE_HT:
         tl.store(ht + state_off, S, mask=state_mask)
@@ -79,12 +89,14 @@ def chunk_fwd_kernel(
 def chunk_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, scale: float,
     initial_state: torch.Tensor | None, output_final_state: bool,
-    cu_seqlens: torch.Tensor | None, config: ForwardConfig | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cu_seqlens: torch.Tensor | None, config: ForwardConfig | None = None, store_states: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, ChunkStates | None]:
     """Launch the forward kernel. Inputs contiguous; g float32 [B, T, H] or [B, T, H, K].
-    ``config`` overrides the rule of :func:`forward_configs`.
+    ``config`` overrides the rule of :func:`forward_configs`; ``store_states`` keeps the state
+    entering every chunk for the backward.
 
-    Returns (o [B, T, H, V] in v's dtype, final state [N, H, K, V] float32 or None).
+    Returns (o [B, T, H, V] in v's dtype, final state [N, H, K, V] float32 or None, the stored
+    states or None).
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -93,18 +105,22 @@ def chunk_forward(
     o = torch.empty_like(v)
     ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
 
-    def launch(cfg: ForwardConfig) -> None:
+    def launch(cfg: ForwardConfig) -> ChunkStates | None:
+        NT, chunk_offsets, _ = chunk_layout(B, T, cfg.chunk, cu_seqlens)
+        h = q.new_empty(NT, H, K, V, dtype=torch.float32) if store_states else None
         chunk_fwd_kernel[(triton.cdiv(V, cfg.block), N * H)](
-            q, k, v, g, o, initial_state, ht, cu_seqlens, scale, T,
+            q, k, v, g, o, initial_state, ht, h, chunk_offsets, cu_seqlens, scale, T,
             H=H, K=K, V=V, C=cfg.chunk, BK=padded(K), BV=cfg.block,
-            SCALAR=scalar, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
+            SCALAR=scalar, HAS_H0=initial_state is not None, STORE_HT=output_final_state, STORE_H=store_states,
             IS_VARLEN=cu_seqlens is not None, PREC=dot_precision(q.dtype, backward=False),
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            STATE_PREC=dot_precision(q.dtype, backward=True), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
+        return ChunkStates(h, cfg.chunk) if store_states else None
 
     if config is not None:
-        launch(config)
+        states = launch(config)
     else:
-        key = ("fwd", K, V, q.dtype, scalar, initial_state is not None, output_final_state, cu_seqlens is not None)
-        launch_first_fitting(forward_configs(K, V, scalar), launch, key)
-    return o, ht
+        key = ("fwd", K, V, q.dtype, scalar, initial_state is not None, output_final_state, store_states,
+               cu_seqlens is not None)
+        states = launch_first_fitting(forward_configs(K, V, scalar), launch, key)
+    return o, ht, states

@@ -6,27 +6,31 @@ import torch
 
 from decaylab.ops.triton.chunk_bwd import chunk_backward
 from decaylab.ops.triton.chunk_fwd import chunk_forward
+from decaylab.ops.triton.state import ChunkStates
 
 
 class ChunkDecayLinearAttention(torch.autograd.Function):
     """Chunked decay linear attention with gradients for q, k, v, log decay and initial state."""
 
     @staticmethod
-    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens):
-        o, final_state = chunk_forward(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
-        ctx.save_for_backward(q, k, v, g, initial_state, cu_seqlens)
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, store_states):
+        o, final_state, states = chunk_forward(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens,
+                                               store_states=store_states)
+        ctx.save_for_backward(q, k, v, g, initial_state, cu_seqlens, None if states is None else states.h)
         ctx.scale = scale
+        ctx.chunk = None if states is None else states.chunk
         return o, final_state
 
     @staticmethod
     def backward(ctx, do, d_final_state):
-        q, k, v, g, initial_state, cu_seqlens = ctx.saved_tensors
+        q, k, v, g, initial_state, cu_seqlens, h = ctx.saved_tensors
         dq, dk, dv, dg, dh0 = chunk_backward(
             q, k, v, g, do.contiguous(), ctx.scale, initial_state,
             None if d_final_state is None else d_final_state.float().contiguous(),
             initial_state is not None and ctx.needs_input_grad[5], cu_seqlens,
+            states=None if h is None else ChunkStates(h, ctx.chunk),
         )
-        return dq, dk, dv, dg, None, dh0, None, None
+        return dq, dk, dv, dg, None, dh0, None, None, None
 
 
 def triton_decay_linear_attention(
@@ -52,5 +56,9 @@ def triton_decay_linear_attention(
     g = log_decay.float().contiguous()
     h0 = None if initial_state is None else initial_state.float().contiguous()
     cu = None if cu_seqlens is None else cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
-    o, final_state = ChunkDecayLinearAttention.apply(q, k, v, g, float(scale), h0, output_final_state, cu)
+    # The forward keeps its per-chunk states for the backward only when one can follow.
+    store_states = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (q, k, v, g, h0))
+    o, final_state = ChunkDecayLinearAttention.apply(
+        q, k, v, g, float(scale), h0, output_final_state, cu, store_states)
     return o.to(out_dtype), final_state

@@ -10,12 +10,22 @@ bf16 (2^-9 relative each) would spend most of the 2e-3 error budget of bf16 mode
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
 
 from decaylab.ops.triton.config import BackwardConfig, padded
 from decaylab.ops.triton.intra import cumulative_decay, mma
+
+
+class ChunkStates(NamedTuple):
+    """The state entering every chunk, h [NT, H, K, V] float32, for chunks of ``chunk`` tokens
+    numbered as in :func:`chunk_layout`."""
+
+    h: torch.Tensor
+    chunk: int
 
 
 @triton.jit
@@ -28,6 +38,14 @@ def sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
         bos = i_n.to(tl.int64) * T
         eos = bos + T
     return bos, eos
+
+
+@triton.jit
+def first_chunk(chunk_offsets, i_n, T, C: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Global index of sequence i_n's first chunk (int64)."""
+    if IS_VARLEN:
+        return tl.load(chunk_offsets + i_n).to(tl.int64)
+    return i_n.to(tl.int64) * tl.cdiv(T, C)
 
 
 @triton.jit
@@ -84,10 +102,7 @@ def chunk_state_kernel(
     i_h = i_nh % H
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
     NC = tl.cdiv(eos - bos, C)
-    if IS_VARLEN:
-        first = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        first = i_n.to(tl.int64) * NC
+    first = first_chunk(chunk_offsets, i_n, T, C, IS_VARLEN)
 
     rc = tl.arange(0, C)
     rk = i_k * BK + tl.arange(0, BK)
