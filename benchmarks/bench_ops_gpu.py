@@ -141,9 +141,10 @@ def compile_time_probe():
 
 # Candidates timed by --variants: ForwardConfig (chunk, block, warps) and BackwardConfig
 # (chunk, state, block, loop, warps, state warps[, stages]); see decaylab/ops/triton/config.py.
-FWD_VARIANTS = [(64, 128, 8), (64, 64, 8), (64, 64, 4), (32, 128, 8), (32, 64, 4)]
-BWD_VARIANTS = [(64, 64, 128, 64, 4, 4), (64, 64, 128, 64, 8, 4), (64, 64, 128, 128, 8, 4), (64, 64, 64, 64, 8, 4),
-                (64, 128, 128, 64, 8, 8), (64, 32, 128, 64, 8, 4), (64, 64, 128, 64, 4, 4, 2)]
+FWD_VARIANTS = [(64, 128, 8), (64, 64, 8), (64, 64, 4), (64, 128, 8, 2)]
+BWD_VARIANTS = [(64, 64, 128, 64, 4, 4), (64, 64, 128, 64, 8, 4), (64, 64, 64, 64, 8, 4), (64, 64, 64, 64, 4, 4),
+                (64, 64, 64, 128, 4, 4), (64, 64, 128, 32, 4, 4), (64, 64, 128, 64, 4, 4, 2), (64, 64, 64, 64, 8, 8),
+                (64, 128, 128, 64, 8, 8)]
 
 
 def _variant_cases():
@@ -183,8 +184,28 @@ def _compile_variant(case):
         return f"fail: {type(e).__name__}"
 
 
+def kernel_split(fn, reps=5):
+    """Device milliseconds per call of fn() for each of our kernels (torch.profiler), as
+    'name ms' pairs ordered by launch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    split = {}
+    for e in prof.events():
+        if e.device_type.name == "CUDA":
+            name = e.name.removeprefix("chunk_").removesuffix("_kernel") if e.name.startswith("chunk_") else "torch"
+            split[name] = split.get(name, 0.0) + e.time_range.elapsed_us() / 1e3 / reps
+    return " ".join(f"{k} {v:.3f}" for k, v in split.items())
+
+
 def variants():
-    """Time other configurations of our kernels (compiled first in parallel worker processes)."""
+    """Time other configurations of our kernels (compiled first in parallel worker processes),
+    with each kernel's share."""
     import concurrent.futures
     import multiprocessing
 
@@ -194,13 +215,15 @@ def variants():
     rows = []
     for case, st in zip(cases, status):
         label, scalar, pass_, cfg = case
-        ms = st
+        ms, split = st, ""
         if st == "ok":
             try:
-                ms = timed(_run_variant(SHAPES[label], scalar, pass_, cfg, tiny=False), reps=10)
+                run = _run_variant(SHAPES[label], scalar, pass_, cfg, tiny=False)
+                ms = timed(run, reps=10)
+                split = kernel_split(run)
             except Exception as e:
                 ms = f"fail: {type(e).__name__}"
-        rows.append((label.split()[0], "scalar" if scalar else "vector", pass_, cfg, ms))
+        rows.append((label.split()[0], "scalar" if scalar else "vector", pass_, cfg, ms, split))
         torch.cuda.empty_cache()
     return rows
 
@@ -295,11 +318,11 @@ def main():
     print(f"# ceilings: copy {bw / 1e12:.2f} TB/s, bf16 matmul {mm / 1e12:.0f} TFLOP/s")
     var = []
     if args.variants:
-        print("\n| variant | decay | pass | configuration | ms |")
-        print("|---|---|---|---|---|")
+        print("\n| variant | decay | pass | configuration | ms | per kernel, ms |")
+        print("|---|---|---|---|---|---|")
         var = variants()
-        for label, kind, p, cfg, ms in var:
-            print(f"| {label} | {kind} | {p} | {cfg} | {ms if isinstance(ms, str) else f'{ms:.3f}'} |")
+        for label, kind, p, cfg, ms, split in var:
+            print(f"| {label} | {kind} | {p} | {cfg} | {ms if isinstance(ms, str) else f'{ms:.3f}'} | {split} |")
     # One step between two events includes the host's launch time (the GPU idles meanwhile);
     # 50 queued steps per event pair show the device time whenever the GPU is the slower side.
     print("\n| decode (N64,H16,K=V=128) | backend | µs | floor/time | µs/step, 50 queued |")
@@ -320,7 +343,7 @@ def main():
         if args.json:
             with open(args.json + ".tmp", "w") as f:
                 json.dump(dict(results=results, decode=dec, copy_bw=bw, matmul=mm,
-                               variants=[(a, b, p, vars(c), d) for a, b, p, c, d in var]), f, indent=1, default=str)
+                               variants=[(a, b, p, vars(c), d, e) for a, b, p, c, d, e in var]), f, indent=1, default=str)
             os.replace(args.json + ".tmp", args.json)
 
     save()
