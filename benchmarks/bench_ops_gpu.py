@@ -18,6 +18,7 @@ ours: … ms``) and ``--json`` is rewritten after each case, so a run cut short 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -139,37 +140,39 @@ def compile_time_probe():
     return res.stdout.strip().replace("\n", ", ") or res.stderr[-500:]
 
 
-# Candidates timed by --variants: ForwardConfig (chunk, block, warps) and BackwardConfig
-# (chunk, state, block, loop, warps, state warps[, stages]); see decaylab/ops/triton/config.py.
-FWD_VARIANTS = [(64, 128, 8), (64, 64, 8), (64, 64, 4), (64, 128, 8, 2)]
-BWD_VARIANTS = [(64, 64, 128, 64, 4, 4), (64, 64, 128, 64, 8, 4), (64, 64, 64, 64, 8, 4), (64, 64, 64, 64, 4, 4),
-                (64, 64, 64, 128, 4, 4), (64, 64, 128, 32, 4, 4), (64, 64, 128, 64, 4, 4, 2), (64, 64, 64, 64, 8, 8),
-                (64, 128, 128, 64, 8, 8)]
-
-
 def _variant_cases():
-    from decaylab.ops.triton.config import BackwardConfig, ForwardConfig
+    """Candidates timed by --variants: forward configurations with and without keeping the chunk
+    states, and backward configurations (see decaylab/ops/triton/config.py)."""
+    from decaylab.ops.triton.config import BackwardConfig, ForwardConfig, Tiles
 
+    forward = [ForwardConfig(64, 128, 8), ForwardConfig(64, 128, 8, 2), ForwardConfig(64, 64, 4),
+               ForwardConfig(64, 64, 4, 2)]
+    backward = [BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(64, 128, 4, 2), Tiles(64, 64, 4, 2)),
+                BackwardConfig(64, Tiles(64, 64), Tiles(64, 128), Tiles(64, 64)),
+                BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(128, 64), Tiles(64, 64)),
+                BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(128, 64, 4, 2), Tiles(64, 128, 4, 2)),
+                BackwardConfig(64, Tiles(64, 64, 8, 2), Tiles(64, 128, 8, 2), Tiles(64, 64, 8, 2))]
     for label in SHAPES:
         for scalar in (False, True):
-            for c in FWD_VARIANTS:
-                yield label, scalar, "fwd", ForwardConfig(*c)
-            for c in BWD_VARIANTS:
-                yield label, scalar, "bwd", BackwardConfig(*c)
+            for cfg in forward:
+                for store in (False, True):
+                    yield label, scalar, "fwd (states kept)" if store else "fwd", cfg
+            for cfg in backward:
+                yield label, scalar, "bwd", cfg
 
 
 def _run_variant(shape, scalar, pass_, cfg, tiny):
-    """One call of our kernels with this configuration, as in training: the forward keeps its
-    chunk states, the backward takes the default forward's (it recomputes them when its chunk
-    differs). tiny=True compiles at a small shape with the same specialization (T, B·T·H
-    multiples of 16) to fill the Triton cache."""
+    """One call of our kernels with this configuration. The backward takes the chunk states the
+    default forward keeps (it recomputes them when its chunk differs). tiny=True compiles at a
+    small shape with the same specialization (T, B·T·H multiples of 16) to fill the Triton cache."""
     from decaylab.ops.triton.chunk_bwd import chunk_backward
     from decaylab.ops.triton.chunk_fwd import chunk_forward
 
     B, T, H, K, V = (1, 64, 1, shape[3], shape[4]) if tiny else shape
     (q, k, v, g), do = draw(B, T, H, K, V, scalar)
-    if pass_ == "fwd":
-        return lambda: chunk_forward(q, k, v, g, 1.0, None, False, None, cfg, store_states=True)
+    if pass_.startswith("fwd"):
+        store = pass_ != "fwd"
+        return lambda: chunk_forward(q, k, v, g, 1.0, None, False, None, cfg, store_states=store)
     _, _, states = chunk_forward(q, k, v, g, 1.0, None, False, None, store_states=True)
     return lambda: chunk_backward(q, k, v, g, do.bfloat16(), 1.0, None, None, False, None, cfg, states=states)
 
@@ -343,7 +346,7 @@ def main():
         if args.json:
             with open(args.json + ".tmp", "w") as f:
                 json.dump(dict(results=results, decode=dec, copy_bw=bw, matmul=mm,
-                               variants=[(a, b, p, vars(c), d, e) for a, b, p, c, d, e in var]), f, indent=1, default=str)
+                               variants=[(a, b, p, dataclasses.asdict(c), d, e) for a, b, p, c, d, e in var]), f, indent=1, default=str)
             os.replace(args.json + ".tmp", args.json)
 
     save()

@@ -25,7 +25,7 @@ from decaylab.ops import decay_linear_attention, decode_step  # noqa: E402
 from decaylab.ops.naive import naive_decay_linear_attention, recurrent_step  # noqa: E402
 from decaylab.ops.triton.chunk_bwd import chunk_backward  # noqa: E402
 from decaylab.ops.triton.chunk_fwd import chunk_forward  # noqa: E402
-from decaylab.ops.triton.config import BackwardConfig, ForwardConfig  # noqa: E402
+from decaylab.ops.triton.config import BackwardConfig, ForwardConfig, Tiles  # noqa: E402
 from tests.conftest import rel_err as rel  # noqa: E402
 
 in_process = pytest.mark.skipif(RERUN, reason="triton was imported without the interpreter: see test_in_interpreter")
@@ -66,7 +66,7 @@ def reference(q, k, v, g, scale, h0, do, dht, cu_seqlens=None):
 
 
 SMALL_FWD = ForwardConfig(chunk=16, block=16, num_warps=4)
-SMALL_BWD = BackwardConfig(chunk=16, state=16, block=16, loop=16, num_warps=4, state_warps=4)
+SMALL_BWD = BackwardConfig(chunk=16, state=Tiles(16, 16), dv=Tiles(16, 16), dqk=Tiles(16, 16))
 
 
 @in_process
@@ -88,8 +88,8 @@ def test_kernels_match_recurrence(scalar, low):
 
 @in_process
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
-@pytest.mark.parametrize("cfg", [BackwardConfig(chunk=16, state=16, block=32, loop=16, num_warps=4, state_warps=4),
-                                 BackwardConfig(chunk=16, state=32, block=16, loop=32, num_warps=4, state_warps=4)],
+@pytest.mark.parametrize("cfg", [BackwardConfig(16, state=Tiles(16, 16), dv=Tiles(16, 32), dqk=Tiles(32, 16)),
+                                 BackwardConfig(16, state=Tiles(32, 16), dv=Tiles(32, 16), dqk=Tiles(16, 32))],
                          ids=["whole-block-two-loop-steps", "two-blocks-one-loop-step"])
 def test_backward_tilings_agree(scalar, cfg):
     """The backward's tiles are independent choices: a whole-dimension output tile with a two-step
@@ -115,7 +115,7 @@ def test_varlen_matches_recurrence(scalar, store_states):
     o, ht, states = chunk_forward(q, k, v, g, 1.0, h0, True, cu.int(), ForwardConfig(chunk=16, block=32, num_warps=4),
                                   store_states=store_states)
     grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, cu.int(),
-                           BackwardConfig(chunk=16, state=32, block=32, loop=32, num_warps=4, state_warps=4),
+                           BackwardConfig(16, state=Tiles(32, 32), dv=Tiles(32, 32), dqk=Tiles(32, 32)),
                            states=states)
     ro, rht, rgrads = reference(q, k, v, g, 1.0, h0, do, dht, cu)
     assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5

@@ -151,11 +151,13 @@ def chunk_bwd_dqk_kernel(
     dk_c += dk_i
     tl.store(dk + row[:, None] * K + rk[None, :], dk_c.to(dk.dtype.element_ty), mask=mtk)
     local -= k_c.to(tl.float32) * dk_c
+    # The in-chunk reverse cumsum as a product with the upper triangle of ones (exact in bf16).
+    upper = tl.where(rc[:, None] <= rc[None, :], 1.0, 0.0).to(q.dtype.element_ty)
     if SCALAR:
-        dg_c = tl.cumsum(tl.sum(local, axis=1), axis=0, reverse=True) + tl.sum(carry, axis=0)
+        dg_c = tl.sum(mma(upper, local, PREC), axis=1) + tl.sum(carry, axis=0)
         tl.store(dg + i_k * dg_stride + row, dg_c, mask=mt)
     else:
-        dg_c = tl.cumsum(local, axis=0, reverse=True) + carry[None, :]
+        dg_c = mma(upper, local, PREC) + carry[None, :]
         tl.store(dg + row[:, None] * K + rk[None, :], dg_c, mask=mtk)
 
 
@@ -188,19 +190,19 @@ def chunk_backward(
             h, _ = chunk_states(k, v, g, scale, initial_state, False, False, **passes)
         dh, dh0 = chunk_states(q, do, g, scale, d_final_state, want_d_initial_state, True, **passes)
         dv = torch.empty_like(v)
-        BV = min(cfg.block, padded(V))
+        BV = min(cfg.dv.v, padded(V))
         chunk_bwd_dv_kernel[(triton.cdiv(V, BV), layout[0], H)](
             q, k, do, g, dh, dv, layout[2], scale, T,
-            H=H, K=K, V=V, C=C, BK=min(cfg.loop, padded(K)), BV=BV, SCALAR=scalar,
-            IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            H=H, K=K, V=V, C=C, BK=min(cfg.dv.k, padded(K)), BV=BV, SCALAR=scalar,
+            IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.dv.num_warps, num_stages=cfg.dv.num_stages,
         )
-        BK = min(cfg.block, padded(K))
+        BK = min(cfg.dqk.k, padded(K))
         NK = triton.cdiv(K, BK)
         dg = q.new_empty((NK, B, T, H) if scalar else (B, T, H, K), dtype=torch.float32)
         chunk_bwd_dqk_kernel[(NK, layout[0], H)](
             q, k, v, g, do, h, dh, dq, dk, dg, layout[2], scale, T, B * T * H,
-            H=H, K=K, V=V, C=C, BK=BK, BV=min(cfg.loop, padded(V)), SCALAR=scalar,
-            IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            H=H, K=K, V=V, C=C, BK=BK, BV=min(cfg.dqk.v, padded(V)), SCALAR=scalar,
+            IS_VARLEN=cu_seqlens is not None, PREC=prec, num_warps=cfg.dqk.num_warps, num_stages=cfg.dqk.num_stages,
         )
         return dv, dg.sum(0) if scalar else dg, dh0
 

@@ -23,9 +23,22 @@ import torch
 import triton
 import triton.language as tl
 
-from decaylab.ops.triton.config import ForwardConfig, dot_precision, forward_configs, launch_first_fitting, padded
+from decaylab.ops.triton.config import (
+    ForwardConfig,
+    dot_precision,
+    forward_configs,
+    launch_first_fitting,
+    padded,
+)
 from decaylab.ops.triton.intra import intra_chunk, mma
-from decaylab.ops.triton.state import ChunkStates, chunk_layout, first_chunk, load_decay, load_tile, sequence_bounds
+from decaylab.ops.triton.state import (
+    ChunkStates,
+    chunk_layout,
+    first_chunk,
+    load_decay,
+    load_tile,
+    sequence_bounds,
+)
 
 
 @triton.jit

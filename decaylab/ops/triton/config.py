@@ -31,24 +31,26 @@ class ForwardConfig:
 
 
 @dataclass(frozen=True)
-class BackwardConfig:
-    """Tiles and launch parameters of the backward's kernels.
+class Tiles:
+    """One backward kernel's tile extents along K and V (each capped at the padded head
+    dimension) and its launch options. The state passes own a k × v tile of S; the dv kernel
+    writes v columns of dv and steps over K by k; the dq/dk kernel writes k columns of dq and dk
+    and steps over V by v. num_stages 2 lets Triton prefetch the next loop step's tiles."""
 
-    chunk: tokens per chunk (C), shared by every kernel of the pass.
-    state: the state passes' tile of S [K, V] (state × state, float32 in registers).
-    block: the per-chunk kernels' output tile — V columns of dv, K columns of dq and dk.
-    loop: the per-chunk kernels' step over the dimension they sum over (K for dv, V for dq, dk).
-    num_warps / state_warps: warps of a per-chunk program and of a state-pass program.
-    num_stages: Triton's software-pipelining depth (1: none).
-    """
+    k: int
+    v: int
+    num_warps: int = 4
+    num_stages: int = 1
+
+
+@dataclass(frozen=True)
+class BackwardConfig:
+    """The backward's chunk size (C, shared by all its kernels) and each kernel's tiles."""
 
     chunk: int
-    state: int
-    block: int
-    loop: int
-    num_warps: int
-    state_warps: int
-    num_stages: int = 1
+    state: Tiles
+    dv: Tiles
+    dqk: Tiles
 
 
 def dot_precision(dtype: torch.dtype, backward: bool) -> str:
@@ -68,10 +70,9 @@ def padded(n: int) -> int:
 
 
 # The rules below come from timing candidates at B16·T4096·H16·K=V=128 and B32·T2048·H12·K=V=64
-# on an H200 (benchmarks/RESULTS.md, ## GPU). Software pipelining (num_stages 2) gained 1–9% on
-# the backward's 8-warp configuration, less than 4 warps did; it is untimed with 4 warps, and one
-# single-pass configuration with it faulted, so none is used. Each rule returns a preference list:
-# a launcher moves to the next entry if the compiler reports that one does not fit.
+# on an H200, each backward kernel on its own (benchmarks/RESULTS.md, ## GPU). Each rule returns
+# a preference list: a launcher moves to the next entry if the compiler reports that one does not
+# fit.
 
 
 def forward_configs(K: int, V: int, scalar: bool) -> list[ForwardConfig]:
@@ -86,11 +87,15 @@ def forward_configs(K: int, V: int, scalar: bool) -> list[ForwardConfig]:
 
 
 def backward_configs(K: int, V: int, scalar: bool) -> list[BackwardConfig]:
-    """Backward: two state passes over 64 × 64 tiles, then per-chunk programs of 4 warps whose
-    output tile covers a head dimension of up to 128 whole (dA and A are formed once per chunk)."""
-    if max(padded(K), padded(V)) <= 128:
-        return [BackwardConfig(64, 64, 128, 64, 4, 4), BackwardConfig(32, 32, 32, 32, 4, 4)]
-    return [BackwardConfig(64, 64, 64, 64, 8, 4), BackwardConfig(32, 32, 32, 32, 4, 4)]
+    """Backward: state passes over 64 × 64 tiles; dv with whole rows of up to 128 columns (A is
+    formed once per chunk); dq/dk over 64 columns of K. Software pipelining pays in the state
+    passes and, for vector decay, in the per-chunk kernels."""
+    fallback = BackwardConfig(32, Tiles(32, 32), Tiles(32, 32), Tiles(32, 32))
+    if max(padded(K), padded(V)) > 128:
+        return [BackwardConfig(64, Tiles(64, 64), Tiles(64, 64, 8), Tiles(64, 64, 8)), fallback]
+    if scalar:
+        return [BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(128, 64), Tiles(64, 64)), fallback]
+    return [BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(64, 128, 4, 2), Tiles(64, 64, 4, 2)), fallback]
 
 
 R = TypeVar("R")

@@ -176,11 +176,11 @@ def chunk_states(
     NT, chunk_offsets, _ = layout
     h = a.new_empty(NT, H, K, V, dtype=torch.float32)
     xt = a.new_empty(N, H, K, V, dtype=torch.float32) if store_xt else None
-    BK, BV = min(cfg.state, padded(K)), min(cfg.state, padded(V))
+    BK, BV = min(cfg.state.k, padded(K)), min(cfg.state.v, padded(V))
     chunk_state_kernel[(triton.cdiv(K, BK), triton.cdiv(V, BV), N * H)](
         a, c, g, h, x0, xt, chunk_offsets, cu_seqlens, scale, T,
         H=H, K=K, V=V, C=cfg.chunk, BK=BK, BV=BV, SCALAR=g.dim() == 3, REVERSE=reverse, HAS_X0=x0 is not None,
         STORE_XT=store_xt, IS_VARLEN=cu_seqlens is not None, PREC=prec,
-        num_warps=cfg.state_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.state.num_warps, num_stages=cfg.state.num_stages,
     )
     return h, xt
