@@ -135,5 +135,5 @@ def chunk_forward(
     else:
         key = ("fwd", K, V, q.dtype, scalar, initial_state is not None, output_final_state, store_states,
                cu_seqlens is not None)
-        states = launch_first_fitting(forward_configs(K, V, scalar), launch, key)
+        states = launch_first_fitting(forward_configs(K, V, scalar, store_states), launch, key)
     return o, ht, states

@@ -75,15 +75,17 @@ def padded(n: int) -> int:
 # fit.
 
 
-def forward_configs(K: int, V: int, scalar: bool) -> list[ForwardConfig]:
-    """Forward: a program owns the state columns [K, block] and walks the chunks in order."""
+def forward_configs(K: int, V: int, scalar: bool, store_states: bool) -> list[ForwardConfig]:
+    """Forward: a program owns the state columns [K, block] and walks the chunks in order.
+    Software pipelining pays except for scalar decay at K = 128 when the chunk states are kept."""
     bk, bv = padded(K), padded(V)
     if bk > 128:
         return [ForwardConfig(32, min(bv, 64), 8), ForwardConfig(16, min(bv, 32), 4)]
+    fallback = ForwardConfig(32, min(bv, 64), 4)
     if scalar:
-        return [ForwardConfig(64, min(bv, 64), 4), ForwardConfig(32, min(bv, 64), 4)]
+        return [ForwardConfig(64, min(bv, 64), 4, 1 if store_states and bk > 64 else 2), fallback]
     block = min(bv, 128)
-    return [ForwardConfig(64, block, 8 if bk * block >= 128 * 64 else 4), ForwardConfig(32, min(bv, 64), 4)]
+    return [ForwardConfig(64, block, 8 if bk * block >= 128 * 64 else 4, 2), fallback]
 
 
 def backward_configs(K: int, V: int, scalar: bool) -> list[BackwardConfig]:
@@ -96,6 +98,12 @@ def backward_configs(K: int, V: int, scalar: bool) -> list[BackwardConfig]:
     if scalar:
         return [BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(128, 64), Tiles(64, 64)), fallback]
     return [BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(64, 128, 4, 2), Tiles(64, 64, 4, 2)), fallback]
+
+
+def keep_forward_states(K: int, V: int, scalar: bool) -> bool:
+    """Whether a forward followed by a backward should keep its chunk states: only when the
+    rules give both the same chunk size, so that the backward can use them."""
+    return forward_configs(K, V, scalar, True)[0].chunk == backward_configs(K, V, scalar)[0].chunk
 
 
 R = TypeVar("R")

@@ -6,6 +6,7 @@ import torch
 
 from decaylab.ops.triton.chunk_bwd import chunk_backward
 from decaylab.ops.triton.chunk_fwd import chunk_forward
+from decaylab.ops.triton.config import keep_forward_states
 from decaylab.ops.triton.state import ChunkStates
 
 
@@ -56,8 +57,8 @@ def triton_decay_linear_attention(
     g = log_decay.float().contiguous()
     h0 = None if initial_state is None else initial_state.float().contiguous()
     cu = None if cu_seqlens is None else cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
-    # The forward keeps its per-chunk states for the backward only when one can follow.
-    store_states = torch.is_grad_enabled() and any(
+    # The forward keeps its chunk states for the backward only when one can follow and use them.
+    store_states = keep_forward_states(q.shape[-1], v.shape[-1], g.dim() == 3) and torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (q, k, v, g, h0))
     o, final_state = ChunkDecayLinearAttention.apply(
         q, k, v, g, float(scale), h0, output_final_state, cu, store_states)
