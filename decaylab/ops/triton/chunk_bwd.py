@@ -1,4 +1,4 @@
-"""Chunkwise backward: two sequential state passes, then parallel dv and dq/dk/dg kernels.
+"""Chunkwise backward: sequential state passes, then parallel dv and dq/dk/dg kernels.
 
 Per chunk i, with entering state S_i and the gradient dS_i of the state leaving it (float32,
 [NT, H, K, V], from :func:`state.chunk_state_kernel` or, for S_i, kept by the forward),
@@ -17,9 +17,9 @@ beyond chunk i is Σ_v S_{i+1} ⊙ dS_i, and dg needs no pass over the sequence:
 
     dg_t = Σ_{s ≥ t, s in chunk i} (q_s ⊙ dq_s − k_s ⊙ dk_s)  +  Σ_v S_{i+1} ⊙ dS_i   (summed over K for scalar decay)
 
-with S_{i+1} = 2^bl ⊙ S_i + k̃ᵀ v formed in the kernel from terms it already has. The stored h
-and dh take 2 · 4·K·V bytes per chunk and head while the backward runs (2.1 GB at
-B16·T4096·H16·K=V=128, 101 MB per layer for the 160M model at batch 8 × 2048).
+with S_{i+1} = 2^bl ⊙ S_i + k̃ᵀ v formed in the kernel from terms it already has. h and dh take
+4·K·V bytes each per chunk and head (1.07 GB each at B16·T4096·H16·K=V=128, 50 MB per layer for
+the 160M model at batch 8 × 2048); h kept by the forward lives from the forward to the backward.
 """
 
 from __future__ import annotations
