@@ -1,7 +1,8 @@
 """GPU benchmark of the decay linear-attention operator: ours (Triton) vs flash-linear-attention
 vs the PyTorch chunked backend, forward and forward+backward, plus the decode step.
 
-    python benchmarks/bench_ops_gpu.py [--variants] [--backends ours,fla,chunk] [--shapes S1,S2] [--json PATH]
+    python benchmarks/bench_ops_gpu.py [--variants] [--backends ours,fla,chunk] [--shapes S1,S2]
+                                       [--decays vector,scalar] [--json PATH]
 
 One run measures its own ceilings (device copy bandwidth, bf16 matrix rate), then times every
 case with CUDA events (median after warm-up) on fresh random inputs. Columns: median ms, ratio
@@ -311,8 +312,13 @@ def main():
     ap.add_argument("--backends", default="ours,fla,chunk",
                     help="comma-separated, timed in this order (chunk, the PyTorch backend, is slow at S1)")
     ap.add_argument("--shapes", default=",".join(label.split()[0] for label in SHAPES), help="e.g. S1 or S1,S2")
+    ap.add_argument("--decays", default="vector,scalar", help="vector, scalar or both (fla's first call of each "
+                    "autotunes for minutes: one decay kind fits a shorter device allowance)")
     ap.add_argument("--json", help="also write the results as JSON here")
     args = ap.parse_args()
+    unknown = set(args.decays.split(",")) - {"vector", "scalar"}
+    if unknown:
+        ap.error(f"--decays takes vector and/or scalar, not {', '.join(sorted(unknown))}")
 
     torch.manual_seed(0)
     print(f"# {torch.cuda.get_device_name()} · {versions()} · {datetime.date.today()}")
@@ -350,9 +356,10 @@ def main():
             os.replace(args.json + ".tmp", args.json)
 
     save()
+    decays = [kind == "scalar" for kind in args.decays.split(",")]
     for label, shape in shapes.items():
         K = shape[3]
-        for scalar in (False, True):
+        for scalar in decays:
             for backward in (False, True):
                 r = dict(shape=label, kind="scalar" if scalar else "vector", pass_="fwd+bwd" if backward else "fwd",
                          times={}, floor_ms=bytes_moved(*shape, scalar, backward) / bw * 1e3,
