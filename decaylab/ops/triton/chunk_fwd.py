@@ -70,7 +70,8 @@ def chunk_fwd_kernel(
         S = tl.load(h0 + state_off, mask=state_mask, other=0.0)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
-    first = first_chunk(chunk_offsets, i_n, T, C, IS_VARLEN)
+    if STORE_H:
+        first = first_chunk(chunk_offsets, i_n, T, C, IS_VARLEN)
 
     for ic in range(tl.cdiv(eos - bos, C)):
         if STORE_H:
@@ -119,8 +120,10 @@ def chunk_forward(
     ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
 
     def launch(cfg: ForwardConfig) -> ChunkStates | None:
-        NT, chunk_offsets, _ = chunk_layout(B, T, cfg.chunk, cu_seqlens)
-        h = q.new_empty(NT, H, K, V, dtype=torch.float32) if store_states else None
+        h = chunk_offsets = None
+        if store_states:  # the global chunk numbering is needed only to address the stored states
+            NT, chunk_offsets, _ = chunk_layout(B, T, cfg.chunk, cu_seqlens)
+            h = q.new_empty(NT, H, K, V, dtype=torch.float32)
         chunk_fwd_kernel[(triton.cdiv(V, cfg.block), N * H)](
             q, k, v, g, o, initial_state, ht, h, chunk_offsets, cu_seqlens, scale, T,
             H=H, K=K, V=V, C=cfg.chunk, BK=padded(K), BV=cfg.block,
