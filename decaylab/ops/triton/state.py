@@ -4,7 +4,8 @@ The backward splits every sequence into chunks of C tokens and numbers the chunk
 sequences consecutively (global chunk index i). Only the state recurrences are sequential; they
 run in :func:`chunk_state_kernel`, which stores the state (or its gradient) at every chunk
 boundary (float32, [NT, H, K, V]) so that all per-chunk gradient work can run in parallel over
-(chunk, head, tile). float32 because the stored states feed every gradient: rounding them to
+(chunk, head, tile). The forward kernel can store the same states (:class:`ChunkStates`), which
+then replace the forward pass here. float32 because the stored states feed every gradient: rounding them to
 bf16 (2^-9 relative each) would spend most of the 2e-3 error budget of bf16 models.
 """
 
