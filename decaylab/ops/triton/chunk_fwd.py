@@ -7,14 +7,23 @@ with in-chunk cumulative log2 decay b (see ``intra.py``) and entering state S:
     o     = scale · ( (q ⊙ 2^b) S  +  A v )                   [C, BV]
     S_new = 2^bl ⊙ S  +  (k ⊙ 2^(bl − b))ᵀ v                   [K, BV]
 
-with A the causal intra-chunk scores. The in-chunk cumsum of the log decay is computed in the
-kernel. Sequences are independent programs, so packed (varlen) sequences and a T that is not a
-multiple of C need only a row mask.
+with A the causal intra-chunk scores. For vector decay the kernel writes q ⊙ 2^b = P ⊙ 2^u and
+k ⊙ 2^(bl − b) = Q ⊙ 2^u with the factors A is made of (``intra.forward_factors``), so that with
+S_u = 2^u ⊙ S (rows)
+
+    o     = scale · ( P S_u  +  A v )
+    S_new = 2^u ⊙ ( 2^(bl − 2u) ⊙ S_u  +  Qᵀ v )
+
+where the tensor cores accumulate Qᵀ v into the state in place: fewer [C, K] and [K, BV] tiles
+are live at once. The in-chunk cumsum of the log decay is computed in the kernel. Sequences are
+independent programs, so packed (varlen) sequences and a T that is not a multiple of C need only
+a row mask.
 
 When a backward will follow, the kernel also stores S entering every chunk (float32,
 [NT, H, K, V], 4·K·V/C bytes per token and head), which spares the backward its forward state
 pass. The state update therefore runs in the backward's precision (``dot_precision(...,
-backward=True)``), so the stored states are the ones the backward would have computed.
+backward=True)``), so the stored states agree with the ones the backward would compute to within
+float32 rounding.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from decaylab.ops.triton.config import (
     launch_first_fitting,
     padded,
 )
-from decaylab.ops.triton.intra import intra_chunk, mma
+from decaylab.ops.triton.intra import forward_factors, intra_chunk, mma, mma_into
 from decaylab.ops.triton.state import (
     ChunkStates,
     chunk_layout,
@@ -83,18 +92,17 @@ def chunk_fwd_kernel(
         k_c = load_tile(k, row, rk, mt, mk, K)
         v_c = load_tile(v, row, rv, mt, mv, V)
         b, bl = load_decay(g, row, mt, rk, mk, K, C, SCALAR)
-        A, _, _ = intra_chunk(q_c, k_c, b, bl, tl.zeros([C, C], dtype=tl.float32), C, SCALAR, PREC, True, False, False)
         if SCALAR:
-            o_c = mma(q_c, S, PREC) * tl.exp2(b)[:, None]
+            A, _, _ = intra_chunk(q_c, k_c, b, bl, tl.zeros([C, C], dtype=tl.float32), C, True, PREC, True, False, False)
+            o_c = scale * (mma(q_c, S, PREC) * tl.exp2(b)[:, None] + mma(A, v_c, PREC))
             k_in = k_c.to(tl.float32) * tl.exp2(bl - b)[:, None]
-            decay = tl.exp2(bl)
+            S = S * tl.exp2(bl) + mma(tl.trans(k_in), v_c, STATE_PREC)
         else:
-            o_c = mma(q_c.to(tl.float32) * tl.exp2(b), S, PREC)
-            k_in = k_c.to(tl.float32) * tl.exp2(bl[None, :] - b)
-            decay = tl.exp2(bl)[:, None]
-        o_c = scale * (o_c + mma(A, v_c, PREC))
+            A, P, Q, u = forward_factors(q_c, k_c, b, bl, C, PREC)
+            S = S * tl.exp2(u)[:, None]  # S_u
+            o_c = scale * mma_into(mma(A, v_c, PREC), P, S, PREC)
+            S = mma_into(S * tl.exp2(bl - 2 * u)[:, None], tl.trans(Q), v_c, STATE_PREC) * tl.exp2(u)[:, None]
         tl.store(o + row[:, None] * V + rv[None, :], o_c.to(o.dtype.element_ty), mask=mt[:, None] & mv[None, :])
-        S = S * decay + mma(tl.trans(k_in), v_c, STATE_PREC)
 
     if STORE_HT:
         tl.store(ht + state_off, S, mask=state_mask)

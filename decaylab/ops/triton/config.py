@@ -77,7 +77,8 @@ def padded(n: int) -> int:
 
 def forward_configs(K: int, V: int, scalar: bool, store_states: bool) -> list[ForwardConfig]:
     """Forward: a program owns the state columns [K, block] and walks the chunks in order.
-    Software pipelining pays except for scalar decay at K = 128 when the chunk states are kept."""
+    Software pipelining pays except at K = 128 for scalar decay when the chunk states are kept
+    and for vector decay when they are not."""
     bk, bv = padded(K), padded(V)
     if bk > 128:
         return [ForwardConfig(32, min(bv, 64), 8), ForwardConfig(16, min(bv, 32), 4)]
@@ -85,7 +86,8 @@ def forward_configs(K: int, V: int, scalar: bool, store_states: bool) -> list[Fo
     if scalar:
         return [ForwardConfig(64, min(bv, 64), 4, 1 if store_states and bk > 64 else 2), fallback]
     block = min(bv, 128)
-    return [ForwardConfig(64, block, 8 if bk * block >= 128 * 64 else 4, 2), fallback]
+    wide = bk * block >= 128 * 64
+    return [ForwardConfig(64, block, 8 if wide else 4, 1 if wide and not store_states else 2), fallback]
 
 
 def backward_configs(K: int, V: int, scalar: bool) -> list[BackwardConfig]:

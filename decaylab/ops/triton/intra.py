@@ -55,16 +55,18 @@ def _split_bf16(x):
 
 
 @triton.jit
-def _dot16(a, b):
-    """Product of two 16-bit tiles (float32 in the interpreter, whose bf16 products are wrong)."""
+def _dot16(a, b, acc):
+    """acc + a @ b for two 16-bit tiles (float32 in the interpreter, whose bf16 products are wrong)."""
     if INTERPRETED and a.dtype == tl.bfloat16:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    return tl.dot(a, b)
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    return tl.dot(a, b, acc)
 
 
 @triton.jit
-def mma(a, b, PREC: tl.constexpr):
-    """``a @ b`` accumulated in float32; operands are 16-bit inputs or float32 intermediates.
+def mma_into(acc, a, b, PREC: tl.constexpr):
+    """``acc + a @ b`` with the float32 accumulator acc updated in place (the tensor cores
+    accumulate into it, so no second [M, N] tile is live); operands are 16-bit inputs or float32
+    intermediates.
 
     Two 16-bit operands go to the tensor cores as they are. A float32 operand follows ``PREC``:
       "tf32"   — rounded to the nearest tf32 (~3e-4 relative per operand, unbiased; the tensor
@@ -74,24 +76,30 @@ def mma(a, b, PREC: tl.constexpr):
       "tf32x3" — float32 accuracy: float32 models and the fp16 backward.
     """
     if a.dtype == b.dtype and a.dtype != tl.float32:
-        return _dot16(a, b)
+        return _dot16(a, b, acc)
     if PREC == "bf16x3":
         if a.dtype == tl.float32 and b.dtype == tl.float32:
             a_hi, a_lo = _split_bf16(a)
             b_hi, b_lo = _split_bf16(b)
-            return _dot16(a_hi, b_hi) + (_dot16(a_hi, b_lo) + _dot16(a_lo, b_hi))
+            return _dot16(a_hi, b_hi, _dot16(a_lo, b_hi, _dot16(a_hi, b_lo, acc)))
         elif a.dtype == tl.float32:
             a_hi, a_lo = _split_bf16(a)
-            return _dot16(a_hi, b) + _dot16(a_lo, b)
+            return _dot16(a_hi, b, _dot16(a_lo, b, acc))
         else:
             b_hi, b_lo = _split_bf16(b)
-            return _dot16(a, b_hi) + _dot16(a, b_lo)
+            return _dot16(a, b_hi, _dot16(a, b_lo, acc))
     a = a.to(tl.float32)
     b = b.to(tl.float32)
     if PREC == "tf32":
         a = round_tf32(a)
         b = round_tf32(b)
-    return tl.dot(a, b, input_precision=PREC)
+    return tl.dot(a, b, acc, input_precision=PREC)
+
+
+@triton.jit
+def mma(a, b, PREC: tl.constexpr):
+    """``a @ b`` accumulated in float32, in the precision of :func:`mma_into`."""
+    return mma_into(tl.zeros([a.shape[0], b.shape[1]], dtype=tl.float32), a, b, PREC)
 
 
 @triton.jit
@@ -154,9 +162,7 @@ def intra_chunk(q, k, b, bl, dA, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl
             dk = mma(tl.trans(dA * D), q, PREC)
     else:
         if tl.max(-bl, axis=0) <= SPAN_LIMIT:
-            m = bl * 0.5
-            E = tl.exp2(b - m[None, :])
-            F = tl.exp2(m[None, :] - b)
+            E, F = midpoint_scales(b, bl)
             q_hat = q.to(tl.float32) * E
             k_hat = k.to(tl.float32) * F
             if WANT_A:
@@ -182,3 +188,33 @@ def intra_chunk(q, k, b, bl, dA, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl
                         dk_j = tl.sum(dA_j[:, None] * qf * w, axis=0)
                         dk = tl.where(rows[:, None] == j, dk_j[None, :], dk)
     return A, dq, dk
+
+
+@triton.jit
+def midpoint_scales(b, bl):
+    """Vector decay, fast path: (E, F) = (2^(b − m), 2^(m − b)) [C, BK] with the midpoint m = bl / 2,
+    so that A = (q ⊙ E)(k ⊙ F)ᵀ (masked), q ⊙ 2^b = (q ⊙ E) ⊙ 2^m and k ⊙ 2^(bl − b) = (k ⊙ F) ⊙ 2^m."""
+    m = bl * 0.5
+    return tl.exp2(b - m[None, :]), tl.exp2(m[None, :] - b)
+
+
+@triton.jit
+def forward_factors(q, k, b, bl, C: tl.constexpr, PREC: tl.constexpr):
+    """Vector decay, forward: (A, P, Q, u) with A [C, C] the masked intra-chunk scores and
+    q ⊙ 2^b = P ⊙ 2^u, k ⊙ 2^(bl − b) = Q ⊙ 2^u (P, Q [C, BK] float32, u [BK]).
+    Fast path: P = q ⊙ E, Q = k ⊙ F (:func:`midpoint_scales`), u = bl / 2 and A = P Qᵀ, so the
+    chunk needs two exponential tiles, not four; otherwise u = 0 and A is formed column by column
+    as in :func:`intra_chunk`."""
+    rows = tl.arange(0, C)
+    if tl.max(-bl, axis=0) <= SPAN_LIMIT:
+        E, F = midpoint_scales(b, bl)
+        P = q.to(tl.float32) * E
+        Q = k.to(tl.float32) * F
+        A = tl.where(rows[:, None] >= rows[None, :], mma(P, tl.trans(Q), PREC), 0.0)
+        u = bl * 0.5
+    else:
+        A, _, _ = intra_chunk(q, k, b, bl, tl.zeros([C, C], dtype=tl.float32), C, False, PREC, True, False, False)
+        P = q.to(tl.float32) * tl.exp2(b)
+        Q = k.to(tl.float32) * tl.exp2(bl[None, :] - b)
+        u = tl.zeros_like(bl)
+    return A, P, Q, u
