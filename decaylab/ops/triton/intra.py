@@ -162,7 +162,7 @@ def intra_chunk(q, k, b, bl, dA, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl
             dk = mma(tl.trans(dA * D), q, PREC)
     else:
         if tl.max(-bl, axis=0) <= SPAN_LIMIT:
-            E, F = midpoint_scales(b, bl)
+            E, F, _ = midpoint_scales(b, bl)
             q_hat = q.to(tl.float32) * E
             k_hat = k.to(tl.float32) * F
             if WANT_A:
@@ -192,10 +192,11 @@ def intra_chunk(q, k, b, bl, dA, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl
 
 @triton.jit
 def midpoint_scales(b, bl):
-    """Vector decay, fast path: (E, F) = (2^(b − m), 2^(m − b)) [C, BK] with the midpoint m = bl / 2,
-    so that A = (q ⊙ E)(k ⊙ F)ᵀ (masked), q ⊙ 2^b = (q ⊙ E) ⊙ 2^m and k ⊙ 2^(bl − b) = (k ⊙ F) ⊙ 2^m."""
+    """Vector decay, fast path: (E, F, m) with E = 2^(b − m), F = 2^(m − b) [C, BK] and the midpoint
+    m = bl / 2 [BK], so that A = (q ⊙ E)(k ⊙ F)ᵀ (masked), q ⊙ 2^b = (q ⊙ E) ⊙ 2^m and
+    k ⊙ 2^(bl − b) = (k ⊙ F) ⊙ 2^m."""
     m = bl * 0.5
-    return tl.exp2(b - m[None, :]), tl.exp2(m[None, :] - b)
+    return tl.exp2(b - m[None, :]), tl.exp2(m[None, :] - b), m
 
 
 @triton.jit
@@ -207,11 +208,10 @@ def forward_factors(q, k, b, bl, C: tl.constexpr, PREC: tl.constexpr):
     as in :func:`intra_chunk`."""
     rows = tl.arange(0, C)
     if tl.max(-bl, axis=0) <= SPAN_LIMIT:
-        E, F = midpoint_scales(b, bl)
+        E, F, u = midpoint_scales(b, bl)
         P = q.to(tl.float32) * E
         Q = k.to(tl.float32) * F
         A = tl.where(rows[:, None] >= rows[None, :], mma(P, tl.trans(Q), PREC), 0.0)
-        u = bl * 0.5
     else:
         A, _, _ = intra_chunk(q, k, b, bl, tl.zeros([C, C], dtype=tl.float32), C, False, PREC, True, False, False)
         P = q.to(tl.float32) * tl.exp2(b)
