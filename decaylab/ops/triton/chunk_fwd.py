@@ -16,9 +16,10 @@ S_u = 2^u ⊙ S (rows)
 
 where the tensor cores accumulate Qᵀ v into the state in place: fewer [C, K] and [K, BV] tiles
 are live at once. In the fast path 2^u ≥ 2^(−SPAN_LIMIT/2) = 2^-96, so S_u stays a normal float32
-for every state entry of magnitude ≥ 2^-30. The in-chunk cumsum of the log decay is computed in the kernel. Sequences are
-independent programs, so packed (varlen) sequences and a T that is not a multiple of C need only
-a row mask.
+for every state entry of magnitude ≥ 2^-30.
+
+The in-chunk cumsum of the log decay is computed in the kernel. Sequences are independent
+programs, so packed (varlen) sequences and a T that is not a multiple of C need only a row mask.
 
 When a backward will follow, the kernel also stores S entering every chunk (float32,
 [NT, H, K, V], 4·K·V/C bytes per token and head), which spares the backward its forward state
