@@ -198,7 +198,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset_dir, mo
             if module.training:
                 calls["train_forward"] += 1
                 if calls["train_forward"] == 5:  # the forward pass of step 5
-                    output.logits = output.logits * float("nan")
+                    output.loss = output.loss * float("nan")
             return output
 
         model.register_forward_hook(poison)

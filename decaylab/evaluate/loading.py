@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-import decaylab  # noqa: F401  (registers the Auto classes)
+from decaylab.model import load_pretrained
 from decaylab.train.checkpoint import TRAIN_CONFIG_FILE, read_train_config
 
 
@@ -36,7 +36,7 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> PreTrainedModel:
     """The causal LM in ``path`` (see :func:`resolve_model_dir`), in eval mode on ``device``."""
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(path), trust_remote_code=False)
+    model = load_pretrained(resolve_model_dir(path))
     return model.to(device).eval()
 
 

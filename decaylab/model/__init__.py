@@ -5,7 +5,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from decaylab.model.cache import RecurrentCache
 from decaylab.model.config import DecayLinearConfig
 from decaylab.model.modeling import DecayLinearForCausalLM, DecayLinearModel
-from decaylab.model.presets import PRESETS, build_model, count_parameters, make_config
+from decaylab.model.presets import PRESETS, build_model, count_parameters, load_pretrained, make_config
 
 AutoConfig.register(DecayLinearConfig.model_type, DecayLinearConfig, exist_ok=True)
 AutoModel.register(DecayLinearConfig, DecayLinearModel, exist_ok=True)
@@ -19,5 +19,6 @@ __all__ = [
     "RecurrentCache",
     "build_model",
     "count_parameters",
+    "load_pretrained",
     "make_config",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -13,6 +12,7 @@ from transformers.utils import ModelOutput
 from decaylab.decay import Decay, LayerLowerBounds
 from decaylab.model.cache import RecurrentCache
 from decaylab.model.config import DecayLinearConfig
+from decaylab.model.loss import causal_lm_head
 from decaylab.model.layers import DecayLinearBlock
 from decaylab.positional import ToeplitzPositional
 
@@ -134,23 +134,22 @@ class DecayLinearForCausalLM(DecayLinearPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         cu_seqlens: torch.Tensor | None = None,
         logits_to_keep: int = 0,
+        shift_labels: torch.LongTensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        skip_logits: bool | None = None,
         **unused,
     ) -> DecayLinearOutput:
-        """``labels`` as in transformers (shifted inside; -100 ignored). With ``use_cache`` a new
-        cache is created when none is passed, and returned (older transformers releases pass it
-        back as ``past_key_values``)."""
+        """``labels`` as in transformers (shifted inside; -100 ignored), or ``shift_labels`` already
+        aligned with the positions; the loss never forms full float32 logits, and in training mode
+        with a loss no logits are returned (``skip_logits``; see :func:`decaylab.model.loss.causal_lm_head`).
+        With ``use_cache`` a new cache is created when none is passed, and returned (older
+        transformers releases pass it back as ``past_key_values``)."""
         cache = cache if cache is not None else unused.get("past_key_values")
         if use_cache and cache is None:
             cache = RecurrentCache(self.config.num_hidden_layers)
         hidden = self.model(input_ids, attention_mask, cache, cu_seqlens)
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden).float()
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+        loss, logits = causal_lm_head(hidden, self.lm_head, labels, shift_labels, num_items_in_batch,
+                                      logits_to_keep, skip_logits)
         return DecayLinearOutput(loss=loss, logits=logits, cache=cache)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, cache=None, use_cache=True, **unused):

@@ -1,16 +1,19 @@
 """Model sizes (tiny CPU sizes and the paper's 160M / 410M / 1.45B) and the one place that builds models.
 
 ``arch="decay_linear"`` builds :class:`DecayLinearForCausalLM`; ``arch="softmax"`` builds the
-softmax-attention reference: transformers' LLaMA (RoPE, SwiGLU, RMSNorm, PyTorch SDPA) at the
-same width, depth, FFN and vocabulary.
+softmax-attention reference: transformers' LLaMA (RoPE, SwiGLU, RMSNorm, PyTorch SDPA; with
+decaylab's loss head, :mod:`decaylab.model.softmax`) at the same width, depth, FFN and vocabulary.
 """
 
 from __future__ import annotations
 
-from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
+from pathlib import Path
+
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig, PreTrainedModel
 
 from decaylab.model.config import DecayLinearConfig
 from decaylab.model.modeling import DecayLinearForCausalLM
+from decaylab.model.softmax import SoftmaxForCausalLM
 
 PAPER_VOCAB = 50304  # ≈ 50k, a multiple of 128
 
@@ -46,13 +49,24 @@ def make_config(size: str = "tiny", arch: str = "decay_linear", **overrides) -> 
     )
 
 
-def build_model(config: PretrainedConfig) -> PreTrainedModel:
-    """The causal LM for ``config`` (decay linear attention, or the LLaMA softmax reference)."""
+def model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
+    """decaylab's causal-LM class for ``config`` (decay linear attention, or the LLaMA softmax reference)."""
     if isinstance(config, DecayLinearConfig):
-        return DecayLinearForCausalLM(config)
+        return DecayLinearForCausalLM
     if isinstance(config, LlamaConfig):
-        return LlamaForCausalLM(config)
+        return SoftmaxForCausalLM
     raise ValueError(f"no decaylab model for config type {type(config).__name__}")
+
+
+def build_model(config: PretrainedConfig) -> PreTrainedModel:
+    """A freshly initialised causal LM for ``config``."""
+    return model_class(config)(config)
+
+
+def load_pretrained(path: str | Path) -> PreTrainedModel:
+    """The causal LM saved in the model directory ``path``, as decaylab's class for its config (a saved
+    softmax reference is a plain transformers LLaMA folder; it loads here with decaylab's loss head)."""
+    return model_class(AutoConfig.from_pretrained(path)).from_pretrained(path)
 
 
 def count_parameters(config: PretrainedConfig) -> int:

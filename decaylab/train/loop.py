@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -176,9 +175,10 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     return broadcast_object(final)
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of ``logits`` [B, T, V] (computed in float32) against ``targets`` [B, T]."""
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+def mean_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``model`` on ``inputs`` [B, T] against ``targets`` [B, T]
+    (float32, without full-vocabulary logits: :func:`decaylab.model.loss.causal_lm_head`)."""
+    return model(input_ids=inputs, shift_labels=targets, skip_logits=True).loss
 
 
 def _forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, rt: Runtime,
@@ -194,8 +194,7 @@ def _forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, 
         inputs, targets = inputs.to(rt.device), targets.to(rt.device)
         with gradient_sync(model, enabled=micro == cfg.grad_accum - 1):
             with autocast:
-                logits = model(input_ids=inputs).logits
-            loss = cross_entropy(logits, targets) / cfg.grad_accum
+                loss = mean_loss(model, inputs, targets) / cfg.grad_accum
             loss.backward()
         total += loss.detach()
     loss = all_reduce_sum(total).item() / rt.world_size
@@ -223,9 +222,9 @@ def evaluate(model: nn.Module, data: Any, seq_len: int, batch_size: int, max_bat
         inputs, targets = (group[rt.rank] if mine else group[0])
         inputs, targets = inputs.to(rt.device), targets.to(rt.device)
         with autocast:
-            logits = model(input_ids=inputs).logits
+            loss = mean_loss(model, inputs, targets)
         if mine:
-            sums[0] += cross_entropy(logits, targets).double() * targets.numel()
+            sums[0] += loss.double() * targets.numel()
             sums[1] += targets.numel()
     all_reduce_sum(sums)
     model.train()
