@@ -1,76 +1,168 @@
-"""End-to-end training throughput on one GPU: the same model with each operator backend.
+"""End-to-end training throughput on one GPU: decaylab designs against the softmax reference.
 
-Default: the paper's 160M Simple-Decay model (sd-0.99, vector decay), batch 8 × 2048 tokens,
-bf16 autocast, AdamW; tokens/s is the median over timed steps after warm-up (CUDA-synchronized).
-Backends that are unavailable or fail are reported, not hidden.
+Every row trains with the step of ``decaylab train``: bf16 autocast, the blockwise loss head
+(``shift_labels``, no full float32 logits), gradient clipping, AdamW (``make_optimizer``: fused on CUDA), optionally
+``torch.compile`` (:func:`decaylab.train.loop.compile_model`). A row builds its model, runs
+``--warmup`` steps (the first one compiles; its time is the "first step" column), then times
+``--repeats`` windows of ``--steps`` steps each (CUDA-synchronized); tokens/s is reported as
+min / median / max over the windows. Rows that fail are reported, not hidden.
 
-Usage: python benchmarks/bench_train_gpu.py [--size 160m] [--backends triton,fla,chunk]
+MFU = achieved FLOP/s ÷ the GPU's dense bf16 peak (``--peak-tflops``, 989 for an H200 SXM), with
+training FLOP per token = 6·N_matmul + attention terms (fwd + bwd = 3 × forward):
+    N_matmul = parameters of every matrix product, LM head included, embeddings excluded;
+    softmax reference: 3 · 2·L·T·d (causal QKᵀ and AV: 2·T·d each, halved by the mask);
+    decay linear attention: 3 · L·H·(C·(K + V) + 4·K·V) with chunk C = 64 (in-chunk causal scores
+    and outputs, state read-out and update).
+
+Usage: python benchmarks/bench_train_gpu.py [--rows 160m,long,small] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from decaylab.model import build_model, make_config
+from decaylab.train.config import TrainConfig
+from decaylab.train.loop import compile_model, mean_loss
+from decaylab.train.optim import make_optimizer
+
+CHUNK = 64
+
+#: (row group, label, preset, arch, config overrides, batch, seq_len, compile mode or None for eager)
+ROWS = {
+    "160m": [
+        ("softmax eager", "160m", "softmax", {}, 8, 2048, None),
+        ("softmax compiled", "160m", "softmax", {}, 8, 2048, "default"),
+        ("sd-0.99 vector eager", "160m", "decay_linear", dict(decay="sd-0.99"), 8, 2048, None),
+        ("sd-0.99 vector compiled", "160m", "decay_linear", dict(decay="sd-0.99"), 8, 2048, "default"),
+        ("sd-0.99 scalar compiled", "160m", "decay_linear", dict(decay="sd-0.99", decay_granularity="scalar"),
+         8, 2048, "default"),
+        ("lightnet vector compiled", "160m", "decay_linear", dict(decay="lightnet"), 8, 2048, "default"),
+    ],
+    "long": [
+        ("softmax compiled", "160m", "softmax", {}, 1, 32768, "default"),
+        ("sd-0.99 vector compiled", "160m", "decay_linear", dict(decay="sd-0.99"), 1, 32768, "default"),
+    ],
+    "small": [
+        ("softmax compiled", "small", "softmax", {}, 32, 512, "default"),
+        ("softmax reduce-overhead", "small", "softmax", {}, 32, 512, "reduce-overhead"),
+        ("sd-0.99 vector eager", "small", "decay_linear", dict(decay="sd-0.99"), 32, 512, None),
+        ("sd-0.99 vector compiled", "small", "decay_linear", dict(decay="sd-0.99"), 32, 512, "default"),
+        ("sd-0.99 vector reduce-overhead", "small", "decay_linear", dict(decay="sd-0.99"), 32, 512,
+         "reduce-overhead"),
+    ],
+}
 
 
-def tokens_per_second(backend: str, args) -> float:
+def training_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """6·N_matmul + the attention/operator terms (see the module docstring)."""
+    cfg = model.config
+    matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    L, d = cfg.num_hidden_layers, cfg.hidden_size
+    if getattr(cfg, "model_type", "") == "llama":
+        attention = 2 * L * seq_len * d
+    else:
+        H, K = cfg.num_heads, cfg.head_dim
+        K_op = 2 * K if cfg.positional == "lrpe-cos" else K
+        attention = L * H * (CHUNK * (K_op + K) + 4 * K_op * K)
+    return 6 * matmul + 3 * attention
+
+
+def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
     torch.manual_seed(0)
-    config = make_config(args.size, decay=args.decay, decay_granularity=args.granularity, backend=backend)
-    model = build_model(config).cuda()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
-    tokens = args.batch * args.seq_len
-    times = []
-    for step in range(args.warmup + args.steps):
-        x = torch.randint(0, config.vocab_size, (args.batch, args.seq_len + 1), device="cuda")
-        torch.cuda.synchronize()
-        start = time.perf_counter()
+    torch._dynamo.reset()
+    model = build_model(make_config(size, arch=arch, **overrides)).cuda().train()
+    if mode is not None:
+        compile_model(model, "true", mode, torch.device("cuda"))
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-4))
+    vocab = model.config.vocab_size
+
+    def step() -> torch.Tensor:
+        x = torch.randint(0, vocab, (batch, seq_len + 1), device="cuda")
+        torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(x[:, :-1]).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+            loss = mean_loss(model, x[:, :-1], x[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    for _ in range(args.warmup - 1):
+        step()
+    windows = []
+    for _ in range(args.repeats):
         torch.cuda.synchronize()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            loss = step()
+        torch.cuda.synchronize()
+        windows.append(args.steps * batch * seq_len / (time.perf_counter() - start))
     if not torch.isfinite(loss):
         raise RuntimeError(f"non-finite loss {loss.item()}")
+    flops = training_flops_per_token(model, seq_len)
+    row = {"label": label, "size": size, "batch": batch, "seq_len": seq_len, "mode": mode or "eager",
+           "tokens_per_s": sorted(windows), "mfu": statistics.median(windows) * flops / (args.peak_tflops * 1e12),
+           "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "first_step_s": first,
+           "params": sum(p.numel() for p in model.parameters())}
     del model, optimizer
     torch.cuda.empty_cache()
-    return tokens / statistics.median(times)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="160m")
-    parser.add_argument("--decay", default="sd-0.99")
-    parser.add_argument("--granularity", default="vector")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rows", default="160m,long,small", help=f"row groups, of {sorted(ROWS)}")
+    parser.add_argument("--only", default="", help="comma-separated labels to keep (default: all)")
+    parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--backends", default="triton,fla,chunk")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; {args.size} {args.decay} {args.granularity}, "
-          f"batch {args.batch} x {args.seq_len}, bf16 autocast, AdamW")
-    results = {}
-    for backend in args.backends.split(","):
-        try:
-            results[backend] = tokens_per_second(backend, args)
-            print(f"{backend:<8} {results[backend]:>12,.0f} tokens/s", flush=True)
-        except Exception as err:  # report and go on: one broken backend must not hide the others
-            print(f"{backend:<8} failed: {type(err).__name__}: {str(err)[:300]}", flush=True)
-    base = results.get("chunk")
-    if base:
-        for backend, value in results.items():
-            print(f"{backend:<8} {value / base:>6.2f}x the PyTorch chunk backend")
+    import transformers
+    import triton
+
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
+          f"transformers {transformers.__version__}; tokens/s min/median/max of {args.repeats} windows "
+          f"x {args.steps} steps", flush=True)
+    keep = set(filter(None, args.only.split(",")))
+    results = []
+    for group in args.rows.split(","):
+        reference = None
+        print(f"\n## {group}\n| row | batch | tokens/s (min / median / max) | MFU | peak GiB | first step s "
+              f"| vs compiled softmax |\n|---|---|---|---|---|---|---|", flush=True)
+        for label, *spec in ROWS[group]:
+            if keep and label not in keep and label != "softmax compiled":
+                continue
+            try:
+                row = measure(label, *spec, args)
+            except Exception as err:  # report and go on: one broken row must not hide the others
+                print(f"| {label} | failed: {type(err).__name__}: {str(err)[:300]} |", flush=True)
+                continue
+            row["group"] = group
+            results.append(row)
+            median = statistics.median(row["tokens_per_s"])
+            if label == "softmax compiled":
+                reference = median
+            lo, hi = row["tokens_per_s"][0], row["tokens_per_s"][-1]
+            ratio = f"{median / reference:.2f}x" if reference else "—"
+            print(f"| {label} | {row['batch']} x {row['seq_len']} | {lo:,.0f} / {median:,.0f} / {hi:,.0f} "
+                  f"| {row['mfu']:.1%} | {row['peak_gib']:.1f} | {row['first_step_s']:.1f} | {ratio} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -202,3 +202,45 @@ def test_chunk_layout_varlen():
     assert offsets.tolist() == [0, 1, 1, 2, 4]
     assert table.tolist() == [[0, 5], [5, 21], [21, 45], [37, 45], [0, 0], [0, 0], [0, 0]]
     assert chunk_layout(2, 37, 16, None) == (6, None, None)
+
+
+@in_process
+@pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
+def test_custom_operators_pass_opcheck(scalar):
+    """Schema, fake (shape-only) implementations and autograd registration of the operators."""
+    from decaylab.ops.triton import function
+
+    q, k, v, g, h0, do, dht = make_inputs(1, 20, 2, 16, 16, scalar, -0.5)
+    q, k, v = (x.requires_grad_() for x in (q, k, v))
+    for store in (False, True):
+        torch.library.opcheck(function._forward_op, (q, k, v, g, 0.5, h0, True, None, store),
+                              test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+    torch.library.opcheck(function._decode_op, (q[:, 0], k[:, 0], v[:, 0], g[:, 0], h0.clone(), 0.5),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+@in_process
+@pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
+def test_operator_compiles_in_one_graph_with_eager_results(scalar):
+    """torch.compile(fullgraph=True) traces through the custom operators (forward, backward and
+    decode) with no graph break, and gives the eager outputs and gradients."""
+    q, k, v, g, h0, do, dht = make_inputs(2, 40, 2, 16, 16, scalar, -0.5)
+    leaves = [x.requires_grad_() for x in (q, k, v, g, h0)]
+
+    def loss(q, k, v, g, h0):
+        o, ht = decay_linear_attention(q, k, v, g, 0.5, h0, True, backend="triton", check_values=False)
+        return (o * do).sum() + (ht * dht).sum()
+
+    eager = loss(*leaves)
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)(*leaves)
+    assert torch.equal(eager, compiled)
+    for a, b in zip(torch.autograd.grad(eager, leaves), torch.autograd.grad(compiled, leaves)):
+        assert torch.equal(a, b)
+
+    def step(state):
+        return decode_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], state, 0.5, backend="triton")
+
+    s_eager, s_compiled = h0.detach().clone(), h0.detach().clone()
+    o_eager = step(s_eager)
+    o_compiled = torch.compile(step, backend="aot_eager", fullgraph=True)(s_compiled)
+    assert torch.equal(o_eager, o_compiled) and torch.equal(s_eager, s_compiled)

@@ -168,9 +168,9 @@ def decode_step(
     """
     name = resolve_backend(backend, q.device)
     if name == "triton":
-        from decaylab.ops.triton import triton_decode_step
+        from decaylab.ops.triton import triton_decode
 
-        return triton_decode_step(q, k, v, log_decay, state, scale)
+        return triton_decode(q, k, v, log_decay, state, scale)
     o, new_state = recurrent_step(q, k, v, log_decay, state, scale)
     state.copy_(new_state)
     return o

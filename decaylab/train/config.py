@@ -84,6 +84,9 @@ class TrainConfig:
     parallel: Literal["none", "ddp", "fsdp2"] = _field("none", "data parallelism under torchrun")
     device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto = cuda when available, else cpu")
     precision: Literal["auto", "fp32", "bf16"] = _field("auto", "auto = bf16 autocast on cuda, fp32 on cpu")
+    compile: Literal["auto", "true", "false"] = _field("auto", "torch.compile the model; auto = on cuda only")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = _field(
+        "default", "torch.compile mode (reduce-overhead adds CUDA graphs: for small, launch-bound models)")
     progress: bool = _field(True, "show a progress bar (rank 0)")
     tensorboard: bool = _field(True, "write TensorBoard events next to metrics.jsonl")
 
@@ -130,6 +133,8 @@ def _check(key: str, value: Any, tp: Any) -> Any:
             return None
         return _check(key, value, next(a for a in typing.get_args(tp) if a is not type(None)))
     if origin is Literal:
+        if isinstance(value, bool):  # YAML's true/false for a choice spelled "true"/"false"
+            value = str(value).lower()
         if value not in typing.get_args(tp):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         return value

@@ -67,7 +67,7 @@ FINAL_FILE = "final.json"
 #: checked separately).
 RESUME_FREE_FIELDS = frozenset({
     "run_dir", "progress", "tensorboard", "log_every", "ckpt_every", "keep_checkpoints",
-    "parallel", "micro_batch_size", "grad_accum", "device", "precision",
+    "parallel", "micro_batch_size", "grad_accum", "device", "precision", "compile", "compile_mode",
 })
 
 
@@ -102,6 +102,7 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     model_config = model.config
     n_params = sum(p.numel() for p in model.parameters())
     model = wrap_model(model.to(rt.device), cfg.parallel, rt)
+    compiled = compile_model(model, cfg.compile, cfg.compile_mode, rt.device)
     optimizer = make_optimizer(model, cfg)
     global_batch = cfg.micro_batch_size * cfg.grad_accum * rt.world_size
     tokens_per_step = global_batch * cfg.seq_len
@@ -134,12 +135,16 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - t0
             clock["train_time_s"] += seconds
+            if step == start_step and rt.is_main:
+                log.info("first step%s: %.1f s", " (includes torch.compile)" if compiled else "", seconds)
             window["tokens"] += tokens_per_step
             window["seconds"] += seconds
 
             record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                       "tokens": done * tokens_per_step,
                       "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9)}
+            if step == start_step:
+                record["first_step_s"] = seconds
             state["last"]["loss"] = loss
             if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
                 batches = cfg.final_eval_batches if done == cfg.steps else cfg.eval_batches
@@ -193,6 +198,7 @@ def _forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, 
                                      rank=micro * rt.world_size + rt.rank, world_size=shards)
         inputs, targets = inputs.to(rt.device), targets.to(rt.device)
         with gradient_sync(model, enabled=micro == cfg.grad_accum - 1):
+            torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs (reduce-overhead)
             with autocast:
                 loss = mean_loss(model, inputs, targets) / cfg.grad_accum
             loss.backward()
@@ -221,6 +227,7 @@ def evaluate(model: nn.Module, data: Any, seq_len: int, batch_size: int, max_bat
         mine = rt.rank < len(group)
         inputs, targets = (group[rt.rank] if mine else group[0])
         inputs, targets = inputs.to(rt.device), targets.to(rt.device)
+        torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             loss = mean_loss(model, inputs, targets)
         if mine:
@@ -230,6 +237,18 @@ def evaluate(model: nn.Module, data: Any, seq_len: int, batch_size: int, max_bat
     model.train()
     val_loss = (sums[0] / sums[1]).item()
     return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700.0))}
+
+
+def compile_model(model: nn.Module, setting: str, mode: str, device: torch.device) -> bool:
+    """``torch.compile`` ``model`` in place (its state-dict keys stay the same) when ``setting`` is
+    "true", or "auto" on CUDA; return whether it was compiled. The decay operator is a custom
+    operator (:mod:`decaylab.ops.triton.function`), so the whole model traces as one graph.
+    Shapes are static (a run has one training and one validation shape): PyTorch's symbolic
+    strides for padded chunk tensors differ from the real ones in the backward."""
+    if setting == "false" or (setting == "auto" and device.type != "cuda"):
+        return False
+    model.compile(mode=mode, dynamic=False)
+    return True
 
 
 def _seed(seed: int) -> None:

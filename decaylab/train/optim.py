@@ -16,13 +16,15 @@ from decaylab.train.config import TrainConfig
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW(β1, β2) with two groups: weight decay on parameters with >= 2 dimensions (matrices,
-    embeddings), none on vectors and scalars (norm gains, biases, decay offsets)."""
+    embeddings), none on vectors and scalars (norm gains, biases, decay offsets); the fused
+    implementation on CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    fused = bool(params) and all(p.is_cuda for p in params)  # one kernel per step on a GPU
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None)
 
 
 def warmup_cosine(step: int, *, peak: float, minimum: float, warmup: int, total: int) -> float:
