@@ -10,6 +10,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from decaylab.decay import Decay, LayerLowerBounds
 from decaylab.model.cache import CACHE_FIELD, RecurrentCache
 from decaylab.model.config import DecayLinearConfig
+from decaylab.model.folder import write_remote_code
 from decaylab.model.loss import causal_lm_head
 from decaylab.model.layers import DecayLinearBlock
 from decaylab.positional import ToeplitzPositional
@@ -50,6 +51,15 @@ class DecayLinearPreTrainedModel(PreTrainedModel):
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the model brings its own constant-size RecurrentCache
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoModel") -> None:
+        """No-op: saved folders carry decaylab's own ``auto_map``; transformers must not copy our source."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """transformers' ``save_pretrained``, plus the remote-code file the config's ``auto_map`` names."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_remote_code(save_directory)
 
 
 
