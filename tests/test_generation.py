@@ -150,3 +150,33 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert len(calls) == 2  # recomputed in the backward pass
     for a, b in zip(checkpointed, plain):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def trainer_losses(tmp_path, micro_batch: int, accumulation: int) -> list[float]:
+    """The loss the HF Trainer logs at each of 3 steps of a global batch of 4 sequences whose numbers of
+    labelled tokens differ (so a mean of per-micro-batch means would differ from the token mean)."""
+    from transformers import Trainer, TrainingArguments
+
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(12):
+        ids = torch.randint(0, 512, (16,), generator=gen)
+        labels = ids.clone()
+        labels[: 2 + 3 * (i % 4)] = -100
+        rows.append({"input_ids": ids, "labels": labels})
+    torch.manual_seed(0)
+    model = build_model(make_config("micro", backend="chunk"))
+    args = TrainingArguments(output_dir=str(tmp_path / f"gas{accumulation}"), per_device_train_batch_size=micro_batch,
+                             gradient_accumulation_steps=accumulation, max_steps=3, logging_steps=1,
+                             learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True,
+                             disable_tqdm=True, seed=0, dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=args, train_dataset=rows)
+    trainer.train()
+    return [log["loss"] for log in trainer.state.log_history if "loss" in log]
+
+
+def test_hf_trainer_logs_the_same_loss_with_and_without_gradient_accumulation(tmp_path):
+    one, four = trainer_losses(tmp_path, 4, 1), trainer_losses(tmp_path, 1, 4)
+    assert len(one) == len(four) == 3
+    for a, b in zip(one, four):
+        assert abs(a - b) <= 1e-5

@@ -47,7 +47,7 @@ def folder_tokenizer(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerF
     tok = copy.deepcopy(tokenizer)
     tok.bos_token = tok.bos_token or tok.eos_token
     tok.pad_token = tok.pad_token or tok.eos_token
-    tok.padding_side = "left"
+    tok.padding_side = tok.init_kwargs["padding_side"] = "left"  # init_kwargs: what save_pretrained writes
     return tok
 
 
