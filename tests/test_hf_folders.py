@@ -100,3 +100,41 @@ def test_export_refuses_an_existing_directory(run_dir, tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(SystemExit, match="already exists"):
         main(["export", str(run_dir), str(tmp_path / "taken")])
+
+
+def test_lm_eval_hf_model_on_an_exported_folder_gives_the_adapters_numbers(run_dir, tmp_path):
+    """``lm_eval --model hf`` (a separate process) on a local JSONL multiple-choice task: its per-choice
+    log-likelihoods and accuracy are those of decaylab's adapter on the run directory."""
+    from lm_eval.api.instance import Instance
+
+    from decaylab.evaluate.lm_eval_adapter import DecaylabLM
+
+    folder = tmp_path / "model"
+    main(["export", str(run_dir), str(folder)])
+    adapter = DecaylabLM(pretrained=str(run_dir), batch_size=2, device="cpu")
+    questions = [("The decay", [" state", " key", " slow"]), ("A model", [" layer", " token"]),
+                 ("The first", [" step", " loss", " rate", " head"]), ("Small", [" large", " gate"])]
+    docs, expected = [], []
+    for i, (question, choices) in enumerate(questions):  # the model's own choice on even docs, another on odd
+        scores = adapter.loglikelihood([Instance("loglikelihood", {}, (question, c), j) for j, c in enumerate(choices)])
+        best = max(range(len(choices)), key=lambda j: scores[j][0])
+        docs.append({"question": question, "choices": choices, "label": best if i % 2 == 0 else (best + 1) % len(choices)})
+        expected.append([s[0] for s in scores])
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "toy.yaml").write_text(
+        "task: toy_choice\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tmp_path / 'toy.jsonl'}\ntest_split: test\noutput_type: multiple_choice\ntarget_delimiter: \"\"\n"
+        'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{label}}"\n'
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n")
+    lm_eval = Path(sys.executable).with_name("lm_eval")
+    res = subprocess.run([str(lm_eval), "--model", "hf", "--model_args", f"pretrained={folder},trust_remote_code=True",
+                          "--tasks", "toy_choice", "--include_path", str(tmp_path), "--device", "cpu",
+                          "--batch_size", "2", "--output_path", str(tmp_path / "out"), "--log_samples"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
+    assert results["results"]["toy_choice"]["acc,none"] == pytest.approx(0.5)
+    samples = [json.loads(line) for line in next((tmp_path / "out").rglob("samples_toy_choice_*.jsonl")).open()]
+    for sample in samples:
+        got = [float(r[0]) for r in sample["filtered_resps"]]
+        assert got == pytest.approx(expected[sample["doc_id"]], rel=1e-5, abs=1e-5)
