@@ -62,8 +62,6 @@ class DecayLinearPreTrainedModel(PreTrainedModel):
         write_remote_code(save_directory)
 
 
-
-
 class DecayLinearModel(DecayLinearPreTrainedModel):
     def __init__(self, config: DecayLinearConfig):
         super().__init__(config)
