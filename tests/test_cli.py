@@ -18,12 +18,17 @@ def test_space_lists_every_valid_combination(capsys, tmp_path):
     assert abs(float(tnl.split(",")[-1]) - 0.996) < 0.01  # median of exp(TNL's fixed log decays)
 
 
-def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
+def micro_model_and_tokenizer(folder, seed: int):
+    """A micro model and a 300-token BPE; the tokenizer is saved in ``folder`` as tokenizer.json."""
     texts = ["the cat sat on the mat and the dog sat on the log"] * 20
     tokenizer = train_bpe_tokenizer(texts, vocab_size=300)
-    tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
-    torch.manual_seed(0)
-    model = build_model(make_config("micro", vocab_size=len(tokenizer))).eval()
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    torch.manual_seed(seed)
+    return build_model(make_config("micro", vocab_size=len(tokenizer))).eval(), tokenizer
+
+
+def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
+    model, tokenizer = micro_model_and_tokenizer(tmp_path, seed=0)
     model.save_pretrained(tmp_path)
     assert main(["generate", str(tmp_path), "--prompt", "the cat", "--max-new-tokens", "5"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
@@ -35,11 +40,7 @@ def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
 
 
 def test_generate_decodes_a_left_padded_batch_stops_at_eos_and_streams(capsys, tmp_path):
-    texts = ["the cat sat on the mat and the dog sat on the log"] * 20
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=300)
-    tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
-    torch.manual_seed(1)
-    model = build_model(make_config("micro", vocab_size=len(tokenizer))).eval()
+    model, tokenizer = micro_model_and_tokenizer(tmp_path, seed=1)
     eos = tokenizer.eos_token_id
     first = model(tokenizer("the dog", return_tensors="pt").input_ids).logits[0, -1].argmax()
     with torch.no_grad():  # "the dog" is followed by `first` and then by end-of-text
