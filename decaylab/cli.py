@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("decaylab.sweep.command", "run an experiment family of the paper (skips finished runs, resumes)"),
     "report": ("decaylab.sweep.report_command", "write the Markdown/CSV/PNG report of a sweep"),
     "generate": ("decaylab.commands.generate", "generate text from a trained model"),
+    "export": ("decaylab.commands.export", "write a run's model as a folder that plain transformers loads"),
     "space": ("decaylab.commands.space", "print every valid design-space combination with its size and initial decay"),
 }
 

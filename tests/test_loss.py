@@ -86,7 +86,7 @@ def test_model_loss_gradients_equal_those_of_full_logits(arch):
     x = torch.randint(0, 512, (2, 9))
     loss = model(x, labels=x).loss
     grads = torch.autograd.grad(loss, list(model.parameters()))
-    hidden = model.model(x) if arch == "decay_linear" else model.model(x).last_hidden_state
+    hidden = model.model(x).last_hidden_state
     ref = F.cross_entropy(model.lm_head(hidden)[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten())
     ref_grads = torch.autograd.grad(ref, list(model.parameters()))
     torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-6)

@@ -3,7 +3,7 @@
 A corpus directory holds ``corpus.jsonl.xz`` (one document per line:
 ``{"id": str, "source": str, "text": str}``) and ``manifest.json`` (its sha256,
 size, counts and the record of every source). ``scripts/build_corpus.py``
-writes them; the embedded corpus is committed under ``data/embedded`` so that
+writes them; the embedded corpus is committed under ``decaylab/data/embedded`` so that
 the default experiments need no network at all.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ MANIFEST_FILE = "manifest.json"
 CORPUS_FORMAT = "decaylab-corpus"
 CORPUS_FORMAT_VERSION = 1
 
-EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "data" / "embedded"
+EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"  # package data: ships in the wheel
 LARGE_DIR = Path(os.environ.get("DECAYLAB_CACHE", Path.home() / ".cache" / "decaylab")) / "corpus-large"
 
-EMBEDDED_HINT = "restore it with `git checkout -- data/embedded` or rebuild it with `python scripts/build_corpus.py`"
+EMBEDDED_HINT = "restore it with `git checkout -- decaylab/data/embedded` (or reinstall decaylab) or rebuild it with `python scripts/build_corpus.py`"
 LARGE_HINT = "build it with `python scripts/build_corpus.py --large`"
 
 
@@ -109,7 +109,7 @@ def load_corpus_documents(corpus_dir: str | Path, *, hint: str = "rebuild it wit
 
 
 def load_embedded_documents() -> list[dict]:
-    """The committed default corpus (public-domain English; see data/embedded/SOURCES.md).
+    """The committed default corpus (public-domain English; see decaylab/data/embedded/SOURCES.md).
 
     Returns a list of ``{"id", "source", "text"}`` dicts, checksum-verified.
     """

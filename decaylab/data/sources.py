@@ -2,7 +2,7 @@
 
 ``open_source(spec)`` accepts
 
-* ``"embedded"`` — the committed default corpus (``data/embedded``);
+* ``"embedded"`` — the committed default corpus (``decaylab/data/embedded``);
 * ``"large"`` — the optional corpus built by ``scripts/build_corpus.py --large``;
 * a corpus directory written by ``scripts/build_corpus.py --out DIR``;
 * a local file or a directory (searched recursively, files in sorted order) of

@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 from decaylab.decay import DecaySpec
+from decaylab.model.folder import AUTO_MAP
 
 
 class DecayLinearConfig(PretrainedConfig):
@@ -58,7 +59,12 @@ class DecayLinearConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.backend = backend
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.auto_map = AUTO_MAP  # saved folders load with trust_remote_code=True (decaylab.model.folder)
         self.validate_design()
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoConfig") -> None:
+        """No-op: saved folders carry decaylab's own ``auto_map``; transformers must not copy our source."""
 
     @property
     def decay_spec(self) -> DecaySpec:

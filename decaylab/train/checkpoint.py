@@ -4,7 +4,9 @@ Layout of ``run_dir/checkpoints/``::
 
     step_0000200/
         model.safetensors    full (unsharded) weights; with config.json, loadable by from_pretrained
-        config.json          the model config
+        config.json, generation_config.json, modeling_decaylab.py, tokenizer.json, tokenizer_config.json
+                             the rest of a complete model folder (decaylab.model.folder), with the tokenizer
+                             of the run's dataset
         state.pt             optimizer, RNG states, step, data position, clocks (tensors and
                              primitive containers only: loaded with torch.load(weights_only=True))
         train_config.json    the resolved TrainConfig
@@ -39,6 +41,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from decaylab.atomic import fsync_path, write_text_atomic
+from decaylab.model.folder import write_model_files
 
 LATEST = "latest"
 MODEL_FILE = "model.safetensors"
@@ -134,7 +137,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict[str, torch
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(_unshared(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
-    model_config.to_json_file(str(tmp / "config.json"))
+    write_model_files(tmp, model_config, _dataset_tokenizer(train_config))
     torch.save(train_state, tmp / STATE_FILE)
     (tmp / TRAIN_CONFIG_FILE).write_text(json.dumps(train_config, indent=2) + "\n")
     for f in tmp.iterdir():
@@ -148,6 +151,14 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict[str, torch
     write_text_atomic(root / LATEST, name + "\n")
     _prune(root, keep, protect=name)
     return final
+
+
+def _dataset_tokenizer(train_config: dict):
+    """The tokenizer of the dataset a run trains on (None when its directory is gone)."""
+    from decaylab.data import load_tokenizer
+
+    data_dir = Path(train_config.get("data", {}).get("dir", ""))
+    return load_tokenizer(data_dir) if (data_dir / "manifest.json").is_file() else None
 
 
 def _prune(root: Path, keep: int, protect: str) -> None:

@@ -7,13 +7,16 @@ TensorBoard, so the log of a resumed run equals that of an uninterrupted one.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from decaylab.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
+log = logging.getLogger(__name__)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -44,7 +47,10 @@ class MetricsLog:
         path = run_dir / METRICS_FILE
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(path, "a")
-        if tensorboard:
+        if tensorboard and importlib.util.find_spec("tensorboard") is None:
+            log.warning("tensorboard is not installed: writing %s only (pip install 'decaylab[tensorboard]', "
+                        "or set tensorboard=false)", path)
+        elif tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step + 1, flush_secs=10)
