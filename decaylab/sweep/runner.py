@@ -33,7 +33,6 @@ and the others go on; a worker that dies is replaced.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
 import queue
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
+from decaylab.lock import LOCK_FILE, exclusive_lock
 from decaylab.sweep.presets import Design, Family, Scale
 
 SWEEP_FILE = "sweep.json"
@@ -57,7 +57,6 @@ FINAL_FILE = "final.json"
 EVAL_FILE = "eval.json"
 FAILED_FILE = "failed.json"
 LOG_FILE = "worker.log"
-LOCK_FILE = ".lock"
 
 
 class SweepError(RuntimeError):
@@ -389,8 +388,7 @@ def work(run_dir: Path) -> None:
     from decaylab.train.loop import train
 
     spec = read_json(run_dir / RUN_FILE)
-    with open(run_dir / LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a run left running by a killed sweep finishes first
+    with exclusive_lock(run_dir / LOCK_FILE, wait=True):  # a run left running by a killed sweep finishes first
         train(build_config({**spec["train"], "run_dir": str(run_dir)}))
         evaluate_run(run_dir, spec)
 
