@@ -7,6 +7,8 @@ decaylab's loss head, :mod:`decaylab.model.softmax`) at the same width, depth, F
 
 from __future__ import annotations
 
+import inspect
+import typing
 from pathlib import Path
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig, PreTrainedModel
@@ -27,6 +29,30 @@ PRESETS: dict[str, dict] = {
 }
 ARCHS = ("decay_linear", "softmax")
 
+#: The fields ``arch="softmax"`` takes (mapped onto a LlamaConfig), with their types.
+SOFTMAX_FIELDS: dict[str, type] = {
+    "hidden_size": int, "num_hidden_layers": int, "intermediate_size": int, "vocab_size": int, "head_dim": int,
+    "num_attention_heads": int, "rope_theta": float, "rms_norm_eps": float, "initializer_range": float,
+}
+
+
+def config_fields(arch: str) -> dict[str, typing.Any]:
+    """The fields a model of ``arch`` takes as overrides, with their types (``Optional[int]`` for
+    a field that may be None): the arguments of :class:`DecayLinearConfig`, or :data:`SOFTMAX_FIELDS`."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} must be one of {ARCHS}")
+    if arch == "softmax":
+        return dict(SOFTMAX_FIELDS)
+    hints = typing.get_type_hints(DecayLinearConfig.__init__)
+    fields = {}
+    for name, parameter in inspect.signature(DecayLinearConfig.__init__).parameters.items():
+        if name == "self" or parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        tp = hints[name]
+        args = typing.get_args(tp)
+        fields[name] = typing.Optional[next(a for a in args if a is not type(None))] if type(None) in args else tp
+    return fields
+
 
 def make_config(size: str = "tiny", arch: str = "decay_linear", **overrides) -> PretrainedConfig:
     """A model config for ``size`` (a key of :data:`PRESETS`), with field ``overrides``."""
@@ -37,10 +63,9 @@ def make_config(size: str = "tiny", arch: str = "decay_linear", **overrides) -> 
     fields = {**PRESETS[size], **overrides}
     if arch == "decay_linear":
         return DecayLinearConfig(**fields)
+    unknown = set(fields) - set(SOFTMAX_FIELDS)
     head_dim = fields.pop("head_dim")
     fields.setdefault("num_attention_heads", fields["hidden_size"] // head_dim)
-    unknown = set(fields) - {"hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
-                             "num_attention_heads", "rope_theta", "rms_norm_eps", "initializer_range"}
     if unknown:
         raise ValueError(f"arch='softmax' does not take the field(s) {sorted(unknown)}")
     return LlamaConfig(
