@@ -14,12 +14,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from decaylab.errors import DecaylabError
+
 LOCK_FILE = ".lock"
 
 _held: dict[Path, int] = {}  # lock file → how many times this process has entered it
 
 
-class Locked(RuntimeError):
+class Locked(DecaylabError):
     """Another process holds the lock."""
 
 

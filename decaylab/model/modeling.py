@@ -85,6 +85,8 @@ class DecayLinearModel(DecayLinearPreTrainedModel):
         """Hidden states [B, T, d]. ``attention_mask`` [B, ≥T] (1 = token, 0 = left padding): only its
         last T columns are used. ``cache`` is updated in place."""
         B, T = input_ids.shape
+        if T == 0:
+            raise ValueError(f"input_ids has no tokens (shape {tuple(input_ids.shape)}); pass at least one per sequence")
         mask = None
         if attention_mask is not None:
             mask = attention_mask[:, -T:].bool()

@@ -7,11 +7,13 @@ decaylab's loss head, :mod:`decaylab.model.softmax`) at the same width, depth, F
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
 from pathlib import Path
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from decaylab.model.config import DecayLinearConfig
 from decaylab.model.modeling import DecayLinearForCausalLM
@@ -90,8 +92,34 @@ def build_model(config: PretrainedConfig) -> PreTrainedModel:
 
 def load_pretrained(path: str | Path) -> PreTrainedModel:
     """The causal LM saved in the model directory ``path``, as decaylab's class for its config (a saved
-    softmax reference is a plain transformers LLaMA folder; it loads here with decaylab's loss head)."""
-    return model_class(AutoConfig.from_pretrained(path)).from_pretrained(path)
+    softmax reference is a plain transformers LLaMA folder; it loads here with decaylab's loss head).
+
+    Raises ValueError when the weights do not fit the model config.json describes (a weight missing,
+    unexpected or of another shape), where transformers would initialise the model at random."""
+    config = AutoConfig.from_pretrained(path)
+    with _quiet_transformers():
+        model, info = model_class(config).from_pretrained(path, output_loading_info=True)
+    wrong = {kind: sorted(map(str, info.get(f"{kind}_keys") or ())) for kind in ("missing", "unexpected", "mismatched")}
+    if any(wrong.values()):
+        found = ", ".join(f"{len(keys)} {kind} (e.g. {keys[0]})" for kind, keys in wrong.items() if keys)
+        raise ValueError(f"{path}: the weights do not match the {config.model_type} model its config.json describes: "
+                         f"{found}; use the config.json saved with these weights")
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Without transformers' progress bars and its report of missing or unexpected weights (which
+    :func:`load_pretrained` turns into an error of its own)."""
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def count_parameters(config: PretrainedConfig) -> int:

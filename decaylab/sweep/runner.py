@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
+from decaylab.errors import DecaylabError
 from decaylab.lock import LOCK_FILE, exclusive_lock
 from decaylab.sweep.presets import Design, Family, Scale
 
@@ -59,7 +60,7 @@ FAILED_FILE = "failed.json"
 LOG_FILE = "worker.log"
 
 
-class SweepError(RuntimeError):
+class SweepError(DecaylabError):
     """The sweep directory cannot hold this sweep (e.g. it was made at another scale)."""
 
 
