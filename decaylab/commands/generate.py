@@ -27,11 +27,11 @@ def main(args: argparse.Namespace) -> int:
     from decaylab.evaluate.loading import load_model, load_model_tokenizer
 
     tokenizer = load_model_tokenizer(args.model, args.tokenizer)
-    model = load_model(args.model, args.device).eval()
-    torch.manual_seed(args.seed)
     ids = tokenizer(args.prompt, return_tensors="pt").input_ids.to(args.device)
     if ids.shape[1] == 0:
         raise ValueError(f"--prompt {args.prompt!r} has no tokens; give some text to continue")
+    model = load_model(args.model, args.device).eval()
+    torch.manual_seed(args.seed)
     sample = args.temperature > 0
     out = model.generate(
         ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.max_new_tokens, do_sample=sample,
