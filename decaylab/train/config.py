@@ -143,8 +143,8 @@ def _check(key: str, value: Any, tp: Any) -> Any:
                 return value
             if isinstance(value, int) and value in (0, 1):
                 return bool(value)
-            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-                return value.lower() in ("true", "yes", "1")
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.strip().lower() in ("true", "yes", "1")
         elif tp is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
