@@ -186,8 +186,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         if all((path / name).is_file() for name in (MODEL_FILE, STATE_FILE, TRAIN_CONFIG_FILE)):
             return path
     if (checkpoints_root(run_dir) / LATEST).is_file():
-        raise FileNotFoundError(f"{checkpoints_root(run_dir)} has a {LATEST} pointer but no complete checkpoint; "
-                                "delete the directory to start the run over")
+        raise FileNotFoundError(_no_checkpoint_message(run_dir))
     return None
 
 
@@ -207,9 +206,15 @@ def load_newest_intact(run_dir: str | Path) -> tuple[Path, dict[str, torch.Tenso
             log.warning("resuming from %s, the newest intact checkpoint", path)
         return path, model_state, train_state
     if candidates or (checkpoints_root(run_dir) / LATEST).is_file():
-        raise FileNotFoundError(f"no checkpoint in {checkpoints_root(run_dir)} loads; "
-                                "delete the directory to start the run over")
+        raise FileNotFoundError(_no_checkpoint_message(run_dir))
     return None
+
+
+def _no_checkpoint_message(run_dir: str | Path) -> str:
+    root = checkpoints_root(run_dir)
+    named = (root / LATEST).read_text().strip()
+    return (f"{root / LATEST} names {named}, and it and every older checkpoint are missing or incomplete; "
+            f"delete {root} to start the run over")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
