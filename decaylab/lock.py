@@ -1,9 +1,10 @@
 """One writer at a time: an exclusive lock that the kernel releases when its holder dies.
 
-The lock is ``fcntl.flock`` on a lock file (``DIR/.lock`` for a run directory). A process that exits in any way (a crash, SIGKILL)
-drops it, so no stale lock is ever left to clean up. The holder writes its pid into the file so that
-a refused process can say who holds it. Within one process the lock is re-entrant: the sweep's
-worker holds a run directory's lock while ``decaylab train`` takes it again for the same run.
+The lock is ``fcntl.flock`` on a lock file (``DIR/.lock`` for a run directory). A process that
+exits in any way (a crash, SIGKILL) drops it, so no stale lock is ever left to clean up. The
+holder writes its pid into the file so that a refused process can say who holds it. Within one
+process the lock is re-entrant: the sweep's worker holds a run directory's lock while
+``decaylab train`` takes it again for the same run.
 """
 
 from __future__ import annotations

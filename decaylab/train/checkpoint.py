@@ -14,8 +14,9 @@ A checkpoint is written into a temporary directory, every file and the directory
 and only then is it renamed into place and ``latest`` replaced (itself written to a temporary
 file and renamed). An interrupted save therefore leaves the previous checkpoint and ``latest``
 untouched. A checkpoint that is nevertheless corrupt (a disk fault, a copy cut short) is skipped
-when resuming, with a warning, in favour of the newest one that loads. Weights and optimizer state are gathered as full state dicts keyed by parameter name,
-so a checkpoint written by FSDP2 on N processes resumes on M processes or on one.
+when resuming, with a warning, in favour of the newest one that loads. Weights and optimizer
+state are gathered as full state dicts keyed by parameter name, so a checkpoint written by FSDP2
+on N processes resumes on M processes or on one.
 """
 
 from __future__ import annotations

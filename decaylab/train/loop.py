@@ -341,7 +341,8 @@ def _resume(run_dir: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module, opti
     problem, model_state, state = None, {}, {}
     if rt.is_main:
         _, model_state, state = found
-        problem = _incompatibility(f"cannot resume from {path}:", read_train_config(path), state["data"]["global_batch_size"], cfg, global_batch)
+        problem = _incompatibility(f"cannot resume from {path}:", read_train_config(path),
+                                   state["data"]["global_batch_size"], cfg, global_batch)
     problem = broadcast_object(problem)
     if problem:
         raise ConfigError(problem)
