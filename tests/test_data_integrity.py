@@ -100,3 +100,22 @@ def test_manifest_reader_returns_the_format_or_raises_a_clear_value_error(tmp_pa
         assert str(e).endswith("HINT") and str(path) in str(e)
         return
     assert isinstance(manifest, dict) and manifest["format"] == "decaylab-tokens" and manifest["format_version"] == 1
+
+
+def test_sweep_report_survives_a_corrupt_eval_json_and_names_the_run(tmp_path):
+    from decaylab.sweep import presets
+    from decaylab.sweep.report import write_report
+    from decaylab.sweep.runner import init_sweep, load_sweep, run_state
+
+    families, scale, seeds = presets.resolve("quick", ["d"])
+    init_sweep(tmp_path, "quick", families, scale, seeds,
+               {"source": None, "dir": str(tmp_path / "data"), "vocab_size": 2048, "seed": 0, "unigram_ppl": 500.0})
+    good, bad = (r.run_id for r in load_sweep(tmp_path)[2][:2])
+    for run_id, evaluation in ((good, '{"complete": true}'), (bad, '{"complete": tr')):
+        run_dir = tmp_path / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "final.json").write_text(json.dumps({"val_loss": 5.0, "val_ppl": 148.4, "steps": 1}))
+        (run_dir / "eval.json").write_text(evaluation)
+    assert run_state(tmp_path / "runs" / bad) == "failed"
+    report = write_report(tmp_path).read_text()
+    assert f"Failed: `{bad}`: eval.json is corrupt" in report and "1 trained, 1 failed" in report

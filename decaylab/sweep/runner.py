@@ -130,6 +130,18 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def corrupt_result(run_dir: Path) -> str | None:
+    """Why the run's final.json or eval.json cannot be read (a file that is not a JSON object), or None."""
+    for name in (FINAL_FILE, EVAL_FILE):
+        try:
+            value = read_json(run_dir / name)
+        except (OSError, ValueError) as e:
+            return f"{name} is corrupt ({e}); delete it to redo that stage"
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is corrupt (a JSON {type(value).__name__}, not an object); delete it to redo that stage"
+    return None
+
+
 def _family_record(family: Family) -> dict:
     return {"name": family.name, "question": family.question,
             "designs": [dataclasses.asdict(d) for d in family.designs]}
@@ -196,7 +208,10 @@ def load_sweep(root: Path) -> tuple[dict, dict[str, Family], list[Run]]:
 
 
 def run_state(run_dir: Path) -> str:
-    """``complete`` (trained and evaluated), ``trained``, ``started``, ``failed`` or ``new``."""
+    """``complete`` (trained and evaluated), ``trained``, ``started``, ``failed`` (also when its
+    final.json or eval.json is corrupt) or ``new``."""
+    if corrupt_result(run_dir):
+        return "failed"
     if (run_dir / FINAL_FILE).is_file():
         evaluation = read_json(run_dir / EVAL_FILE)
         return "complete" if evaluation is not None and evaluation.get("complete") else "trained"
