@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from decaylab.cli_args import non_negative_float, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a run directory (its latest checkpoint is used), a checkpoint, or a "
@@ -17,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer.json, a prepared dataset directory or a Hugging Face name (default: the "
                              "model's own tokenizer.json, else the tokenizer of the data it was trained on)")
-    parser.add_argument("--max-new-tokens", type=int, default=40)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy decoding")
-    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=40)
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 means greedy decoding")
+    parser.add_argument("--top-k", type=positive_int, default=50)
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the top tokens of this mass")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated tokens")
     parser.add_argument("--stream", action="store_true", help="print tokens as they come (one prompt only)")
@@ -36,11 +38,14 @@ def main(args: argparse.Namespace) -> int:
 
     prompts = args.prompt or ["The"]
     if args.stream and len(prompts) > 1:
-        raise SystemExit("generate: --stream prints one sequence; pass a single --prompt")
+        raise ValueError("--stream prints one sequence; pass a single --prompt")
     tokenizer = folder_tokenizer(load_model_tokenizer(args.model, args.tokenizer))  # pads on the left
+    for prompt in prompts:
+        if not tokenizer(prompt).input_ids:
+            raise ValueError(f"--prompt {prompt!r} has no tokens; give some text to continue")
+    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(args.device)
     model = load_model(args.model, args.device).eval()
     torch.manual_seed(args.seed)
-    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(args.device)
     sample = args.temperature > 0
     streamer = TextStreamer(tokenizer, skip_special_tokens=True) if args.stream else None
     out = model.generate(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from decaylab.cli_args import bounded, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", nargs="?", default="embedded",
@@ -13,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer.json, a prepared dataset dir, or a Hugging Face tokenizer name; "
                              "default: train a byte-level BPE")
-    parser.add_argument("--vocab-size", type=int, default=8192)
-    parser.add_argument("--val-fraction", type=float, default=0.02)
+    parser.add_argument("--vocab-size", type=positive_int, default=8192)
+    parser.add_argument("--val-fraction", type=bounded(float, 0, 1, strict=True), default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text-field", default="text", help="field holding the text in JSONL/parquet/HF rows")
-    parser.add_argument("--max-docs", type=int, default=None)
-    parser.add_argument("--max-tokens", type=int, default=None, help="cap on training tokens")
+    parser.add_argument("--max-docs", type=positive_int, default=None)
+    parser.add_argument("--max-tokens", type=positive_int, default=None, help="cap on training tokens")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset built with other settings")
 
 

@@ -63,9 +63,9 @@ class TokenDataset:
         self.num_documents: int = info["documents"]
 
     @classmethod
-    def open(cls, dataset_dir: str | Path, split: str = "train", *, verify: str = "quick") -> "TokenDataset":
-        """Validate ``dataset_dir`` (see ``validate_dataset``: ``verify="quick"`` checks sizes and the
-        sha256 of each shard's first and last MiB, ``"full"`` every byte) and memory-map ``split``.
+    def open(cls, dataset_dir: str | Path, split: str = "train", *, verify: str = "once") -> "TokenDataset":
+        """Validate ``dataset_dir`` (see ``validate_dataset``: ``verify="once"`` checks every byte and
+        token id of each shard the first time this process opens it) and memory-map ``split``.
 
         Raises FileNotFoundError / ValueError naming the offending file and what to do.
         """

@@ -7,7 +7,8 @@ A dataset directory holds
   the stream reads ``EOT doc₁ EOT doc₂ …``;
 * ``tokenizer.json`` — the tokenizer that produced them;
 * ``manifest.json`` — format version, settings, source, vocabulary size, dtype,
-  token and document counts per split, sha256 of every file.
+  token and document counts per split, sha256 and xxh3-128 of every file (the
+  latter checked in full the first time a process opens the dataset).
 
 The split is by document and deterministic: a document is in validation when
 ``sha256(seed, text)`` (as a number in [0, 1)) is below ``val_fraction``, or,
@@ -16,7 +17,6 @@ the text puts duplicates on the same side; exact duplicates are dropped anyway.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -29,10 +29,18 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from decaylab.data.corpus import LARGE_DIR
-from decaylab.data.manifest import read_versioned_manifest
+from decaylab.data.corpus import EMBEDDED_DIR, LARGE_DIR
+from decaylab.data.manifest import (
+    CHECKSUM,
+    check_token_ids,
+    read_versioned_manifest,
+    remember_verified,
+    verified_in_this_process,
+    xxh3_file,
+)
 from decaylab.data.sources import open_source
 from decaylab.data.tokenizer import TOKENIZER_FILE, encode_batch, load_tokenizer, tokenizer_vocab_size, train_bpe_tokenizer
+from decaylab.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,6 @@ FORMAT = "decaylab-tokens"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 SPLITS = ("train", "val")
-QUICK_CHECK_BYTES = 1 << 20  # quick checksum: first and last MiB
 CHARS_PER_TOKEN_BOUND = 8  # with max_tokens, read at most this many characters per token (BPE averages ~4 on English)
 TOKENIZER_TRAIN_CHARS = 200_000_000  # a trained BPE sees at most this many characters of training text
 ENCODE_BATCH_CHARS = 4_000_000
@@ -51,18 +58,12 @@ def shard_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def sha256_file(path: Path, *, quick: bool = False) -> str:
-    """Full sha256, or with ``quick`` the sha256 of the first and last MiB (the whole file when it is ≤ 2 MiB)."""
+def sha256_file(path: Path) -> str:
+    """The sha256 (hex) of every byte of ``path``."""
     h = hashlib.sha256()
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        if quick and size > 2 * QUICK_CHECK_BYTES:
-            h.update(f.read(QUICK_CHECK_BYTES))
-            f.seek(size - QUICK_CHECK_BYTES)
-            h.update(f.read())
-        else:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 
@@ -79,18 +80,20 @@ def read_manifest(directory: str | Path) -> dict:
                                    hint=rebuild_hint(directory))
 
 
-def validate_dataset(directory: str | Path, *, verify: str = "quick") -> dict:
+def validate_dataset(directory: str | Path, *, verify: str = "once") -> dict:
     """Check a dataset directory against its manifest and return the manifest.
 
-    ``verify``: ``"quick"`` (default) compares sizes and the sha256 of each
-    shard's first and last MiB (exact for shards ≤ 2 MiB); ``"full"`` hashes
-    every byte; ``"none"`` checks only sizes. ``tokenizer.json`` is always
-    hashed in full. Raises FileNotFoundError for a missing file and ValueError
-    for a size, checksum, dtype or count mismatch or an empty split, naming
-    the file and what to do.
+    ``verify``: ``"once"`` (default) checks every byte of each shard (its
+    xxh3-128; its sha256 for a manifest written before xxh3) and that every
+    token id is below the vocabulary size, the first time this process sees
+    the shard as it is on disk; ``"full"`` does so every time; ``"none"``
+    checks only sizes. ``tokenizer.json`` is always hashed in full. Raises
+    FileNotFoundError for a missing file and ValueError for a size, checksum,
+    token id, dtype or count mismatch or an empty split, naming the file (and
+    the offset of a bad token id) and what to do.
     """
-    if verify not in ("quick", "full", "none"):
-        raise ValueError(f"verify must be 'quick', 'full' or 'none', got {verify!r}")
+    if verify not in ("once", "full", "none"):
+        raise ValueError(f"verify must be 'once', 'full' or 'none', got {verify!r}")
     directory = Path(directory)
     manifest = read_manifest(directory)
     hint = rebuild_hint(directory)
@@ -111,10 +114,12 @@ def validate_dataset(directory: str | Path, *, verify: str = "quick") -> dict:
         size = path.stat().st_size
         if size != record["bytes"]:
             raise ValueError(f"{path} is {size} bytes, the manifest says {record['bytes']} (truncated or replaced?); {hint}")
-        if verify != "none":
-            key = "quick_sha256" if verify == "quick" else "sha256"
-            if sha256_file(path, quick=verify == "quick") != record[key]:
-                raise ValueError(f"{path} is corrupt: its {'quick ' if verify == 'quick' else ''}sha256 does not match the manifest; {hint}")
+        if verify == "full" or (verify == "once" and not verified_in_this_process(path)):
+            key = CHECKSUM if CHECKSUM in record else "sha256"
+            if (xxh3_file(path) if key == CHECKSUM else sha256_file(path)) != record[key]:
+                raise ValueError(f"{path} is corrupt: its {key} checksum does not match the manifest; {hint}")
+            check_token_ids(path, manifest["dtype"], manifest["vocab_size"], hint)
+            remember_verified(path)
     for split in SPLITS:
         info = manifest["splits"][split]
         if info["tokens"] == 0:
@@ -190,8 +195,11 @@ def prepare_dataset(
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         out_dir = DEFAULT_ROOT / f"{Path(str(source)).name.replace(':', '_') or 'data'}-{digest}"
     out_dir = Path(out_dir)
+    if out_dir.resolve().is_relative_to(EMBEDDED_DIR):
+        raise ValueError(f"{out_dir} is inside the committed corpus directory {EMBEDDED_DIR}, which prepare never "
+                         "writes; choose another out_dir")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(out_dir.parent / f".{out_dir.name}.lock"):
+    with exclusive_lock(out_dir.parent / f".{out_dir.name}.lock", wait=True):
         if _reusable(out_dir, settings, overwrite):
             return out_dir
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
@@ -210,23 +218,10 @@ def _tokenizer_sha(tok) -> str:
     return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock
-        yield
-        return
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _reusable(out_dir: Path, settings: dict, overwrite: bool) -> bool:
-    """True when ``out_dir`` holds a valid dataset with these settings; raises when it must not be replaced."""
+    """True when ``out_dir`` holds a valid dataset with these settings. False when it may be (re)built:
+    it is missing, empty, or a dataset decaylab wrote and can read, holding nothing else, that is
+    corrupt or (with ``overwrite``) was prepared with other settings. Raises otherwise."""
     if not out_dir.exists():
         return False
     if not (out_dir / MANIFEST_FILE).is_file():
@@ -235,8 +230,9 @@ def _reusable(out_dir: Path, settings: dict, overwrite: bool) -> bool:
         return False
     try:
         existing = read_manifest(out_dir)
-    except ValueError:
-        existing = {}
+    except ValueError as e:
+        raise FileExistsError(f"{out_dir} is not a dataset decaylab can read ({e}), so it is never replaced; "
+                              "choose another out_dir, or move the directory away yourself") from None
     if existing.get("settings") != settings:
         if not overwrite:
             old = existing.get("settings", {})
@@ -245,13 +241,24 @@ def _reusable(out_dir: Path, settings: dict, overwrite: bool) -> bool:
                 f"{out_dir} holds a dataset prepared with other settings (differing: {', '.join(changed)}); "
                 "choose another out_dir or pass overwrite=True"
             )
+        _check_only_ours(out_dir, existing)
         return False
     try:
         validate_dataset(out_dir)
     except (ValueError, FileNotFoundError) as e:
+        _check_only_ours(out_dir, existing)
         log.warning("rebuilding %s: %s", out_dir, e)
         return False
     return True
+
+
+def _check_only_ours(out_dir: Path, manifest: dict) -> None:
+    """Raise unless every entry of ``out_dir`` is a file its ``manifest`` lists (or the manifest itself)."""
+    foreign = sorted({p.name for p in out_dir.iterdir()} - {MANIFEST_FILE, *manifest.get("files", {})})
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(f"{out_dir} holds files decaylab did not write ({shown}), so it is never replaced; "
+                              "move them away or choose another out_dir")
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -419,7 +426,7 @@ def _build(src, tmp: Path, tok, tokenizer_name: str, settings: dict, progress: b
         "unigram_perplexity": unigram_perplexity(train, val, vocab_size),
         **stats,
         "files": {
-            name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name), "quick_sha256": sha256_file(tmp / name, quick=True)}
+            name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name), CHECKSUM: xxh3_file(tmp / name)}
             for name in (TOKENIZER_FILE, "train.bin", "val.bin")
         },
     }

@@ -134,33 +134,41 @@ def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
-def _txt_documents(path: Path, name: str) -> Iterator[dict]:
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file (gzipped when it ends in .gz); one that is not UTF-8 is named in the error."""
     with _open_text(path) as f:
-        parts, lines = [], []
-        for line in f:
-            if line.rstrip("\r\n") == EOT:
-                parts.append("".join(lines))
-                lines = []
-            else:
-                lines.append(line)
-        parts.append("".join(lines))
+        try:
+            yield from f
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text ({e.reason}: byte {e.object[e.start:e.start + 1]!r}); "
+                             "convert it to UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _txt_documents(path: Path, name: str) -> Iterator[dict]:
+    parts, lines = [], []
+    for line in _lines(path):
+        if line.rstrip("\r\n") == EOT:
+            parts.append("".join(lines))
+            lines = []
+        else:
+            lines.append(line)
+    parts.append("".join(lines))
     for i, text in enumerate(parts):
         yield {"id": name if len(parts) == 1 else f"{name}#{i}", "text": text}
 
 
 def _jsonl_documents(path: Path, name: str, text_field: str) -> Iterator[dict]:
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {lineno}: invalid JSON ({e})") from None
-            if not isinstance(obj, dict) or text_field not in obj:
-                keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-                raise ValueError(f"{path}, line {lineno}: no field {text_field!r} (found {keys}); pass text_field=")
-            yield {"id": f"{name}:{lineno}", "text": obj[text_field]}
+    for lineno, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {lineno}: invalid JSON ({e})") from None
+        if not isinstance(obj, dict) or text_field not in obj:
+            keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise ValueError(f"{path}, line {lineno}: no field {text_field!r} (found {keys}); pass text_field=")
+        yield {"id": f"{name}:{lineno}", "text": obj[text_field]}
 
 
 def _parquet_documents(path: Path, name: str, text_field: str) -> Iterator[dict]:

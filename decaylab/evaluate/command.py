@@ -8,29 +8,30 @@ import json
 from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
+from decaylab.cli_args import non_negative_int, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model directory (config.json + model.safetensors), checkpoint or run directory")
     parser.add_argument("--data", help="a prepared dataset directory (needed for perplexity and --extrapolate)")
     parser.add_argument("--split", default="val", choices=("train", "val"), help="dataset split to evaluate on")
-    parser.add_argument("--seq-len", type=int, help="evaluation window (default: the training seq_len of the checkpoint, else 256)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-batches", type=int, help="evaluate at most this many batches (default: the whole split)")
-    parser.add_argument("--extrapolate", type=int, default=0, metavar="FACTOR",
+    parser.add_argument("--seq-len", type=positive_int, help="evaluation window (default: the training seq_len of the checkpoint, else 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--max-batches", type=positive_int, help="evaluate at most this many batches (default: the whole split)")
+    parser.add_argument("--extrapolate", type=non_negative_int, default=0, metavar="FACTOR",
                         help="also report loss by position on windows of FACTOR × seq_len tokens (e.g. 4)")
     parser.add_argument("--recall", action="store_true",
                         help="MQAR: train a small model of this model's decay design on it, and probe this model zero-shot")
     parser.add_argument("--recall-size", default="micro", help="model preset of the MQAR-trained model")
-    parser.add_argument("--recall-steps", type=int, default=300)
-    parser.add_argument("--recall-seq-len", type=int, default=64)
-    parser.add_argument("--recall-pairs", type=int, default=8)
-    parser.add_argument("--recall-vocab", type=int, default=64, help="task vocabulary of the MQAR-trained model")
+    parser.add_argument("--recall-steps", type=positive_int, default=300)
+    parser.add_argument("--recall-seq-len", type=positive_int, default=64)
+    parser.add_argument("--recall-pairs", type=positive_int, default=8)
+    parser.add_argument("--recall-vocab", type=positive_int, default=64, help="task vocabulary of the MQAR-trained model")
     parser.add_argument("--lm-eval-tasks", nargs="+", metavar="TASK", help="lm-evaluation-harness task names")
     parser.add_argument("--lm-eval-include", help="a directory of extra lm-eval task YAMLs (e.g. local JSONL tasks)")
     parser.add_argument("--lm-eval-local-only", action="store_true",
                         help="index only the tasks in --lm-eval-include (skips indexing lm-eval's built-in tasks, ~25 s)")
-    parser.add_argument("--lm-eval-limit", type=int, help="at most this many examples per lm-eval task")
+    parser.add_argument("--lm-eval-limit", type=positive_int, help="at most this many examples per lm-eval task")
     parser.add_argument("--tokenizer", help="tokenizer for lm-eval (default: next to the model, else --data's)")
     parser.add_argument("--out", help="where to write the results JSON (default: MODEL/eval.json)")
     parser.add_argument("--plot", help="also write the extrapolation plot to this PNG")
@@ -59,9 +60,9 @@ def main(args: argparse.Namespace) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     progress = not args.no_progress
     if args.extrapolate and not args.data:
-        raise SystemExit("eval: --extrapolate needs --data DATASET_DIR")
+        raise ValueError("--extrapolate needs --data DATASET_DIR")
     if not (args.data or args.recall or args.lm_eval_tasks):
-        raise SystemExit("eval: nothing to do; pass --data DATASET_DIR, --recall or --lm-eval-tasks")
+        raise ValueError("nothing to do; pass --data DATASET_DIR, --recall or --lm-eval-tasks")
     model_dir = resolve_model_dir(args.model)
     model = load_model(model_dir, device)
     seq_len = args.seq_len or training_seq_len(model_dir) or 256
@@ -113,7 +114,7 @@ def run_lm_eval(model_dir: Path, args: argparse.Namespace, device: str) -> dict:
 
         import decaylab.evaluate.lm_eval_adapter  # noqa: F401  (registers "decaylab")
     except ImportError as err:
-        raise SystemExit(f"eval: --lm-eval-tasks needs lm-evaluation-harness (pip install lm-eval): {err}") from err
+        raise ValueError(f"--lm-eval-tasks needs lm-evaluation-harness (pip install lm-eval): {err}") from err
     tokenizer = args.tokenizer or args.data
     model_args = {"pretrained": str(model_dir), "device": device, "batch_size": args.batch_size,
                   "progress": not args.no_progress, **({"tokenizer": str(tokenizer)} if tokenizer else {})}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 from transformers import PretrainedConfig
 
 from decaylab.decay import DecaySpec
@@ -12,7 +15,8 @@ class DecayLinearConfig(PretrainedConfig):
     """The testbed model of the paper with one point of the decay design space.
 
     Size: ``hidden_size`` d, ``num_hidden_layers`` L, ``num_heads`` H of width ``head_dim``
-    (K = V = head_dim; H defaults to d / head_dim), SwiGLU width ``intermediate_size``.
+    (K = V = head_dim; H defaults to d / head_dim, and H·K = d is required), SwiGLU width
+    ``intermediate_size``; ``rope_theta`` and ``rms_norm_eps`` are positive.
     Decay axes: ``decay``, ``decay_granularity``, ``share_decay_key``, ``positional`` (see
     :mod:`decaylab.decay.spec`); ``decay_rank`` is the rank e of the vector decay projection
     d → e → H·K and ``gate_rank`` that of the output gate d → e → d. Invalid combinations
@@ -80,6 +84,7 @@ class DecayLinearConfig(PretrainedConfig):
                 problems.append(f"{name}={value!r} must be a positive integer")
         if self.positional == "rope" and self.head_dim % 2:
             problems.append(f"positional='rope' needs an even head_dim, got head_dim={self.head_dim}")
+        problems += self.size_problems()
         from decaylab.ops import BACKENDS
 
         if self.backend not in BACKENDS:
@@ -87,9 +92,27 @@ class DecayLinearConfig(PretrainedConfig):
         if problems:
             raise ValueError("DecayLinearConfig: " + "; ".join(problems))
 
+    def size_problems(self) -> list[str]:
+        """What is wrong with the sizes and numeric constants (beyond each integer being positive)."""
+        problems = []
+        sizes = (self.hidden_size, self.num_heads, self.head_dim)
+        if all(isinstance(x, int) for x in sizes) and self.num_heads * self.head_dim != self.hidden_size:
+            problems.append(f"hidden_size={self.hidden_size} must equal num_heads x head_dim = {self.num_heads} x "
+                            f"{self.head_dim}; choose a hidden_size that is a multiple of head_dim")
+        for name in ("rope_theta", "rms_norm_eps"):
+            if not (_finite_number(getattr(self, name)) and getattr(self, name) > 0):
+                problems.append(f"{name}={getattr(self, name)!r} must be a finite number > 0")
+        if not (_finite_number(self.initializer_range) and self.initializer_range >= 0):
+            problems.append(f"initializer_range={self.initializer_range!r} must be a finite number >= 0")
+        return problems
+
     @property
     def decay_channels_per_head(self) -> int:
         """Decays per head: 1 (scalar), K (vector) or K/2 (vector with RoPE: one per rotated pair)."""
         if self.decay_granularity == "scalar":
             return 1
         return self.head_dim // 2 if self.positional == "rope" else self.head_dim
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -90,6 +90,9 @@ class DecayLinearModel(DecayLinearPreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         B, T = x.shape[:2]
+        if T == 0:
+            raise ValueError(f"{'input_ids' if inputs_embeds is None else 'inputs_embeds'} has no tokens (shape "
+                             f"{tuple(x.shape[:2])}); pass at least one per sequence")
         mask = None
         if attention_mask is not None:
             mask = attention_mask[:, -T:].bool()

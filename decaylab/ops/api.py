@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from typing import Callable
 
 import torch
@@ -44,9 +45,8 @@ def validate_inputs(q, k, v, log_decay, initial_state, cu_seqlens, check_values:
     devices = {x.device for x in (q, k, v, log_decay)}
     if len(devices) != 1:
         _fail(f"q, k, v, log_decay must be on one device, got {sorted(map(str, devices))}")
-    if check_values and log_decay.numel() and not torch.compiler.is_compiling():
-        if bool((log_decay > 0).any()) or bool(torch.isnan(log_decay).any()):
-            _fail("log_decay must be <= 0 everywhere (decay exp(g) in [0, 1]) and not NaN")
+    if check_values:
+        check_log_decay_values(log_decay)
     N = B
     if cu_seqlens is not None:
         if B != 1:
@@ -63,6 +63,14 @@ def validate_inputs(q, k, v, log_decay, initial_state, cu_seqlens, check_values:
             _fail(f"initial_state must be [N, H, K, V] = {(N, H, K, V)}, got {tuple(initial_state.shape)}")
         if initial_state.dtype not in (torch.float32, torch.float64):
             _fail(f"initial_state must be float32 (or float64), got {initial_state.dtype}")
+
+
+def check_log_decay_values(log_decay: torch.Tensor, where: str = "decay_linear_attention") -> None:
+    """Raise ``ValueError`` when some ``log_decay`` is positive or NaN (one reduction and, on a GPU,
+    one wait for it; skipped while ``torch.compile`` traces)."""
+    if log_decay.numel() and not torch.compiler.is_compiling():
+        if bool((log_decay > 0).any()) or bool(torch.isnan(log_decay).any()):
+            raise ValueError(f"{where}: log_decay must be <= 0 everywhere (decay exp(g) in [0, 1]) and not NaN")
 
 
 def _chunk(*args, **kwargs):
@@ -104,6 +112,11 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """Map ``"auto"`` to the fastest backend available for ``device``."""
     if backend not in BACKENDS:
         _fail(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "triton" and not triton_available():
+        _fail("backend='triton' needs Triton: pip install 'decaylab[triton]', or use backend='chunk'")
+    if backend in ("triton", "fla") and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        _fail(f"backend={backend!r} runs on CUDA devices only, and the tensors are on {device.type}; use "
+              "backend='chunk' (or 'auto'), or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter")
     if backend != "auto":
         return backend
     if device.type == "cuda" and triton_available():
@@ -160,13 +173,18 @@ def decode_step(
     state: torch.Tensor,
     scale: float = 1.0,
     backend: str = "auto",
+    *,
+    check_values: bool = True,
 ) -> torch.Tensor:
     """Advance a batch of recurrent states by one token, updating ``state`` in place.
 
     Shapes: q, k ``[N, H, K]``; v ``[N, H, V]``; log_decay ``[N, H]`` or ``[N, H, K]``;
-    state float32 ``[N, H, K, V]``. Returns o ``[N, H, V]`` in v's dtype.
+    state float32 ``[N, H, K, V]``. Returns o ``[N, H, V]`` in v's dtype. ``check_values`` as in
+    :func:`decay_linear_attention`.
     """
     name = resolve_backend(backend, q.device)
+    if check_values:
+        check_log_decay_values(log_decay, "decode_step")
     if name == "triton":
         from decaylab.ops.triton import triton_decode
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from decaylab.cli_args import positive_float, positive_int
 from decaylab.sweep import presets
 from decaylab.sweep.report import write_report
 from decaylab.sweep.runner import (
@@ -57,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None, choices=list(presets.SCALES),
                         help="model size and training budget (default: the preset's)")
     parser.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,...", help="default: the preset's")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the scale's)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None, help="training steps per run (default: the scale's)")
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="runs in parallel (default: one per GPU, else up to 4 CPU processes sharing the cores; "
                              "more workers than GPUs share the GPUs)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only the run ids matching this pattern, e.g. 'gla-*' (the report covers all)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="sweep directory (default: runs/sweeps/<preset>-<size>)")
-    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+    parser.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
                         help="start no run that would not end within this many minutes of the start, judged by "
                              "the median duration of the runs finished so far (the first ones always start); "
                              "the rest waits for the next invocation")
@@ -95,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
                                        ckpt_every=min(scale.train["ckpt_every"], args.steps))
         runs = expand(families, seeds)
     except ValueError as err:
-        print(f"decaylab sweep: {err}", file=sys.stderr)
+        print(f"decaylab sweep: error: {err}", file=sys.stderr)
         return 2
     root = Path(args.out or f"runs/sweeps/{args.preset}-{scale.name}")
     selected = [r for r in runs if args.only is None or fnmatch.fnmatch(r.run_id, args.only)]
@@ -110,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         init_sweep(root, args.preset, families, scale, seeds, data)
     except SweepError as err:
-        print(f"decaylab sweep: {err}", file=sys.stderr)
+        print(f"decaylab sweep: error: {err}", file=sys.stderr)
         return 2
     try:
         deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit - (

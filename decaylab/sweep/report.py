@@ -45,6 +45,7 @@ from decaylab.sweep.presets import Design, Family
 from decaylab.sweep.runner import (
     FAILED_FILE,
     FINAL_FILE,
+    corrupt_result,
     load_sweep,
     read_json,
     run_state,
@@ -121,9 +122,9 @@ def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult
             if "layers" in evaluation.get("decay", {}):
                 res.decay.append(evaluation["decay"])
         failed = read_json(run_dir / FAILED_FILE)
+        error = corrupt_result(run_dir) or (failed["log_tail"][-1] if failed and failed["log_tail"] else "")
         rows.append({"run_id": run.run_id, "design": run.design.label, "seed": run.seed,
-                     "families": " ".join(run.families), "state": state, **metrics,
-                     "error": failed["log_tail"][-1] if failed and failed["log_tail"] else ""})
+                     "families": " ".join(run.families), "state": state, **metrics, "error": error})
     return record, families, results, rows
 
 
@@ -498,6 +499,7 @@ def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) ->
         f"{len(rows) - done - states.count('failed')} not finished)."
         + (f" Validation perplexity of the trained runs: {min(ppls):.1f} to {max(ppls):.1f}." if ppls else ""),
         "",
+        *[line for r in rows if r["state"] == "failed" for line in (f"Failed: `{r['run_id']}`: {r['error']}", "")],
         ("Tables show mean ± sample standard deviation over seeds (no ± when one seed ran). "
          f"Extrap. ppl: perplexity at positions {factor - 1}L to {factor}L of windows {factor}× the training "
          f"length L. {recall} Train s: seconds of training steps (tokens/s is over them). "

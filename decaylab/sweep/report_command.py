@@ -19,7 +19,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         path = write_report(args.sweep_dir)
     except SweepError as err:
-        print(f"decaylab report: {err}", file=sys.stderr)
+        print(f"decaylab report: error: {err}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0

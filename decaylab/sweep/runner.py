@@ -33,7 +33,6 @@ and the others go on; a worker that dies is replaced.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
 import queue
@@ -49,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
+from decaylab.errors import DecaylabError
+from decaylab.lock import LOCK_FILE, exclusive_lock
 from decaylab.sweep.presets import Design, Family, Scale
 
 SWEEP_FILE = "sweep.json"
@@ -57,10 +58,9 @@ FINAL_FILE = "final.json"
 EVAL_FILE = "eval.json"
 FAILED_FILE = "failed.json"
 LOG_FILE = "worker.log"
-LOCK_FILE = ".lock"
 
 
-class SweepError(RuntimeError):
+class SweepError(DecaylabError):
     """The sweep directory cannot hold this sweep (e.g. it was made at another scale)."""
 
 
@@ -130,6 +130,18 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def corrupt_result(run_dir: Path) -> str | None:
+    """Why the run's final.json or eval.json cannot be read (a file that is not a JSON object), or None."""
+    for name in (FINAL_FILE, EVAL_FILE):
+        try:
+            value = read_json(run_dir / name)
+        except (OSError, ValueError) as e:
+            return f"{name} is corrupt ({e}); delete it to redo that stage"
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is corrupt (a JSON {type(value).__name__}, not an object); delete it to redo that stage"
+    return None
+
+
 def _family_record(family: Family) -> dict:
     return {"name": family.name, "question": family.question,
             "designs": [dataclasses.asdict(d) for d in family.designs]}
@@ -196,7 +208,10 @@ def load_sweep(root: Path) -> tuple[dict, dict[str, Family], list[Run]]:
 
 
 def run_state(run_dir: Path) -> str:
-    """``complete`` (trained and evaluated), ``trained``, ``started``, ``failed`` or ``new``."""
+    """``complete`` (trained and evaluated), ``trained``, ``started``, ``failed`` (also when its
+    final.json or eval.json is corrupt) or ``new``."""
+    if corrupt_result(run_dir):
+        return "failed"
     if (run_dir / FINAL_FILE).is_file():
         evaluation = read_json(run_dir / EVAL_FILE)
         return "complete" if evaluation is not None and evaluation.get("complete") else "trained"
@@ -389,8 +404,7 @@ def work(run_dir: Path) -> None:
     from decaylab.train.loop import train
 
     spec = read_json(run_dir / RUN_FILE)
-    with open(run_dir / LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a run left running by a killed sweep finishes first
+    with exclusive_lock(run_dir / LOCK_FILE, wait=True):  # a run left running by a killed sweep finishes first
         train(build_config({**spec["train"], "run_dir": str(run_dir)}))
         evaluate_run(run_dir, spec)
 

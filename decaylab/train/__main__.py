@@ -1,10 +1,11 @@
 """``python -m decaylab.train``: the ``decaylab train`` command (also the torchrun entry point)."""
 
-import argparse
 import sys
 
+from decaylab.cli import ArgumentParser, add_debug_flag, run_command
 from decaylab.train.command import add_arguments, main
 
-parser = argparse.ArgumentParser(prog="decaylab train")
+parser = ArgumentParser(prog="decaylab train")
 add_arguments(parser)
-sys.exit(main(parser.parse_args()))
+add_debug_flag(parser)
+sys.exit(run_command("train", main, parser.parse_args()))

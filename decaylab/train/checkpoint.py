@@ -15,14 +15,18 @@ Layout of ``run_dir/checkpoints/``::
 A checkpoint is written into a temporary directory, every file and the directory are fsynced,
 and only then is it renamed into place and ``latest`` replaced (itself written to a temporary
 file and renamed). An interrupted save therefore leaves the previous checkpoint and ``latest``
-untouched. Weights and optimizer state are gathered as full state dicts keyed by parameter name,
-so a checkpoint written by FSDP2 on N processes resumes on M processes or on one.
+untouched. A checkpoint that is nevertheless corrupt (a disk fault, a copy cut short) is skipped
+when resuming, with a warning, in favour of the newest one that loads. Weights and optimizer
+state are gathered as full state dicts keyed by parameter name, so a checkpoint written by FSDP2
+on N processes resumes on M processes or on one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
@@ -47,6 +52,8 @@ LATEST = "latest"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
+
+log = logging.getLogger(__name__)
 
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
@@ -170,15 +177,56 @@ def _prune(root: Path, keep: int, protect: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``latest`` names, or None when the run has none yet."""
-    pointer = checkpoints_root(run_dir) / LATEST
+def checkpoint_candidates(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoints, newest first: the one ``latest`` names, then the older ones (all of
+    them when ``latest`` names none). Empty when the run has no ``latest`` yet."""
+    root = checkpoints_root(run_dir)
+    pointer = root / LATEST
     if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    if not (path / STATE_FILE).is_file() or not (path / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{pointer} names {path.name}, which is missing or incomplete")
-    return path
+        return []
+    named = pointer.read_text().strip()
+    steps = sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True)
+    if any(p.name == named for p in steps):
+        steps = [p for p in steps if p.name <= named]
+    return steps
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint with all its files (normally the one ``latest`` names), or None when
+    the run has none yet."""
+    for path in checkpoint_candidates(run_dir):
+        if all((path / name).is_file() for name in (MODEL_FILE, STATE_FILE, TRAIN_CONFIG_FILE)):
+            return path
+    if (checkpoints_root(run_dir) / LATEST).is_file():
+        raise FileNotFoundError(_no_checkpoint_message(run_dir))
+    return None
+
+
+def load_newest_intact(run_dir: str | Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(path, weights, training state) of the newest checkpoint of the run that loads completely,
+    skipping newer corrupt ones with a warning; None when the run has no checkpoint yet."""
+    candidates = checkpoint_candidates(run_dir)
+    for path in candidates:
+        try:
+            model_state, train_state = load_checkpoint(path)
+            read_train_config(path)
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as e:
+            log.warning("checkpoint %s is corrupt or incomplete (%s: %s); trying the one before it",
+                        path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            continue
+        if path != candidates[0]:
+            log.warning("resuming from %s, the newest intact checkpoint", path)
+        return path, model_state, train_state
+    if candidates or (checkpoints_root(run_dir) / LATEST).is_file():
+        raise FileNotFoundError(_no_checkpoint_message(run_dir))
+    return None
+
+
+def _no_checkpoint_message(run_dir: str | Path) -> str:
+    root = checkpoints_root(run_dir)
+    named = (root / LATEST).read_text().strip()
+    return (f"{root / LATEST} names {named}, and it and every older checkpoint are missing or incomplete; "
+            f"delete {root} to start the run over")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

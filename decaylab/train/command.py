@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from decaylab.train.config import ConfigError, describe_fields, load_config
+from decaylab.train.config import describe_fields, load_config
 from decaylab.train.loop import TrainingDiverged, train
 
 DESCRIPTION = """\
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``decaylab train``; the exit status is 0 on success, 1 if training diverged, 2 for a bad config."""
+    """Run ``decaylab train``; the exit status is 0 on success, 1 if training diverged (a bad config
+    raises ConfigError, which the CLI reports with exit status 2)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     overrides = list(args.overrides) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
@@ -45,9 +46,6 @@ def main(args: argparse.Namespace) -> int:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
         final = train(cfg)
-    except ConfigError as e:
-        print(f"decaylab train: config error: {e}", file=sys.stderr)
-        return 2
     except TrainingDiverged as e:
         print(f"decaylab train: {e}", file=sys.stderr)
         return 1

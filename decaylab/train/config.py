@@ -6,13 +6,16 @@ key or a value of the wrong type raises :class:`ConfigError` naming the key. Loa
 executes code: YAML goes through ``yaml.safe_load``, JSON through ``json.loads``.
 
 ``model`` and ``data`` are small dicts with a fixed set of keys (see :data:`MODEL_KEYS` and
-:data:`DATA_KEYS`); ``model.overrides`` is free-form and passed to ``make_config``. Override
-nested keys with dots: ``model.size=small``, ``model.overrides.decay=sd-0.99``.
+:data:`DATA_KEYS`); the keys of ``model.overrides`` are fields of the model config, converted to
+their types (and refused with the closest field name when unknown), and passed to
+``make_config``. Override nested keys with dots: ``model.size=small``,
+``model.overrides.decay=sd-0.99``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from dataclasses import dataclass, field
@@ -95,6 +98,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _check(f.name, getattr(self, f.name), hints[f.name]))
         self.model = _check_spec("model", self.model, MODEL_KEYS)
+        self.model["overrides"] = check_model_overrides(self.model)
         self.data = _check_spec("data", self.data, DATA_KEYS)
         for name in ("seq_len", "micro_batch_size", "grad_accum", "steps", "eval_batch_size",
                      "log_every", "ckpt_every", "keep_checkpoints"):
@@ -142,8 +146,10 @@ def _check(key: str, value: Any, tp: Any) -> Any:
         if tp is bool:
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-                return value.lower() in ("true", "yes", "1")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.strip().lower() in ("true", "yes", "1")
         elif tp is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
@@ -173,6 +179,30 @@ def _check_spec(name: str, spec: dict, keys: dict[str, tuple[Any, Any]]) -> dict
     for k, v in spec.items():
         out[k] = _check(f"{name}.{k}", v, keys[k][0])
     return out
+
+
+def check_model_overrides(spec: dict) -> dict:
+    """``spec["overrides"]`` with every value converted to the type of its model config field;
+    raises ``ConfigError`` for an unknown field (naming the closest one) or a model that cannot be
+    built (e.g. hidden_size not a multiple of head_dim)."""
+    from decaylab.model.presets import config_fields, make_config
+
+    try:
+        fields = config_fields(spec["arch"])
+    except ValueError as e:
+        raise ConfigError(f"model.arch: {e}") from None
+    overrides = {}
+    for key, value in spec["overrides"].items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean model.overrides.{close[0]}?" if close else "known: " + ", ".join(fields)
+            raise ConfigError(f"unknown model field model.overrides.{key}; {hint}")
+        overrides[key] = _check(f"model.overrides.{key}", value, fields[key])
+    try:
+        make_config(spec["size"], spec["arch"], **overrides)
+    except ValueError as e:
+        raise ConfigError(f"model: {e}") from None
+    return overrides
 
 
 def _parse_free(raw: str) -> Any:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -31,12 +32,14 @@ from torch import nn
 from tqdm import tqdm
 
 from decaylab.atomic import write_text_atomic
+from decaylab.lock import LOCK_FILE, Locked, exclusive_lock
 from decaylab.train import build
 from decaylab.train.checkpoint import (
+    checkpoints_root,
     gather_model_state,
     gather_optimizer_state,
     latest_checkpoint,
-    load_checkpoint,
+    load_newest_intact,
     read_train_config,
     restore_model_and_optimizer,
     rng_state,
@@ -79,10 +82,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume, or skip a finished run) as ``cfg`` says; return the final metrics.
 
     Run under ``torchrun`` for several processes. The final metrics are also written to
-    ``run_dir/final.json``; a run whose ``final.json`` exists is not redone."""
+    ``run_dir/final.json``; a run whose ``final.json`` exists is not redone when its config is
+    ``cfg`` (and refused otherwise). One process (group) at a time may write a run directory:
+    another one is refused, naming the holder's pid."""
     rt = init_runtime(cfg.device)
     try:
-        return _run(cfg, rt)
+        with _sole_writer(Path(cfg.run_dir), rt):
+            return _run(cfg, rt)
     finally:
         shutdown(rt)
 
@@ -91,12 +97,15 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     session_start = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     final_path = run_dir / FINAL_FILE
-    finished = broadcast_object(json.loads(final_path.read_text()) if rt.is_main and final_path.is_file() else None)
+    finished, problem = broadcast_object(_finished_run(run_dir, cfg, rt.world_size) if rt.is_main else None)
+    if problem:
+        raise ConfigError(problem)
     if finished is not None:
         log.info("%s exists: the run is finished, nothing to do", final_path)
         return finished
 
     train_data, val_data = build.open_datasets(cfg.data, progress=rt.is_main and cfg.progress)
+    _check_split_lengths((train_data, val_data), cfg.seq_len)
     _seed(cfg.seed)
     model = build.make_model(cfg.model, train_data.vocab_size)
     model_config = model.config
@@ -178,6 +187,68 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     if rt.is_main:
         write_text_atomic(final_path, json.dumps(final, indent=2) + "\n")
     return broadcast_object(final)
+
+
+@contextlib.contextmanager
+def _sole_writer(run_dir: Path, rt: Runtime):
+    """Rank 0 holds ``run_dir``'s lock for the ``with`` block. Every process raises first when the
+    directory is not writable or another process holds its lock."""
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if rt.is_main:
+            try:
+                _check_writable(run_dir)
+                stack.enter_context(exclusive_lock(run_dir / LOCK_FILE))
+            except (PermissionError, Locked) as e:
+                refusal = e
+        refusal = broadcast_object(refusal)
+        if refusal is not None:
+            raise refusal
+        yield
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Create a file in ``run_dir`` (and in its checkpoints directory, if there) and remove it again."""
+    for directory in (run_dir, checkpoints_root(run_dir)):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise PermissionError(f"run_dir {run_dir} is not writable ({directory}: {e.strerror}); "
+                                  "fix its permissions or choose another run_dir") from None
+
+
+def _finished_run(run_dir: Path, cfg: TrainConfig, world_size: int) -> tuple[dict | None, str | None]:
+    """(final metrics, None) when ``run_dir`` holds a finished run of ``cfg``; (None, why not) when
+    it holds a finished run of another config; (None, None) when it holds no finished run."""
+    final_path = run_dir / FINAL_FILE
+    if not final_path.is_file():
+        return None, None
+    try:
+        final = json.loads(final_path.read_text())
+        if not isinstance(final, dict):
+            raise ValueError("not a JSON object")
+        last = latest_checkpoint(run_dir)
+        if last is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpoints_root(run_dir)}")
+        saved = read_train_config(last)
+    except (OSError, ValueError) as e:
+        return None, (f"{final_path} marks the run finished, but it or the config of its last checkpoint cannot "
+                      f"be read ({e}); delete {final_path} to redo the end of the run, or use a new run_dir")
+    saved_global_batch = saved["micro_batch_size"] * saved["grad_accum"] * final.get("world_size", 1)
+    global_batch = cfg.micro_batch_size * cfg.grad_accum * world_size
+    problem = _incompatibility(f"{run_dir} holds a finished run, and", saved, saved_global_batch, cfg, global_batch)
+    return (None, problem) if problem else (final, None)
+
+
+def _check_split_lengths(splits: tuple[Any, ...], seq_len: int) -> None:
+    """Every split must hold at least one window of ``seq_len + 1`` tokens."""
+    for data in splits:
+        if data.num_windows(seq_len) < 1:
+            raise ConfigError(f"the {data.split} split of {data.directory} has {data.num_tokens} tokens, fewer than "
+                              f"seq_len + 1 = {seq_len + 1}; lower seq_len or prepare more data")
 
 
 def mean_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -282,13 +353,15 @@ def _resume(run_dir: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module, opti
     """Load the latest checkpoint of ``run_dir`` into the model and optimizer, restore the RNG
     states, and return the training state (step, clocks, last metrics); a fresh state when the
     run has no checkpoint."""
-    path = broadcast_object(str(latest_checkpoint(run_dir) or "") if rt.is_main else None)
+    found = load_newest_intact(run_dir) if rt.is_main else None
+    path = broadcast_object(str(found[0]) if found else "")
     if not path:
         return _fresh_state()
     problem, model_state, state = None, {}, {}
     if rt.is_main:
-        model_state, state = load_checkpoint(path)
-        problem = _incompatibility(path, read_train_config(path), state["data"]["global_batch_size"], cfg, global_batch)
+        _, model_state, state = found
+        problem = _incompatibility(f"cannot resume from {path}:", read_train_config(path),
+                                   state["data"]["global_batch_size"], cfg, global_batch)
     problem = broadcast_object(problem)
     if problem:
         raise ConfigError(problem)
@@ -298,17 +371,18 @@ def _resume(run_dir: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module, opti
     return {"step": state["step"], "clock": state["clock"], "last": state["last"]}
 
 
-def _incompatibility(path: str, saved: dict, saved_global_batch: int, cfg: TrainConfig,
+def _incompatibility(subject: str, saved: dict, saved_global_batch: int, cfg: TrainConfig,
                      global_batch: int) -> str | None:
-    """Why the checkpoint at ``path`` (written with config ``saved``) cannot continue ``cfg``, or None."""
+    """Why a run written with config ``saved`` cannot continue as ``cfg`` (a message starting with
+    ``subject``), or None."""
     now = cfg.to_dict()
     differing = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE_FIELDS and saved.get(k) != now.get(k))
     if differing:
         details = "; ".join(f"{k}: {json.dumps(saved.get(k))} there, {json.dumps(now.get(k))} now" for k in differing)
-        return (f"cannot resume from {path}: the config differs in {details}. "
+        return (f"{subject} the config differs in {details}. "
                 f"Use the original config, or a new run_dir to start over.")
     if saved_global_batch != global_batch:
-        return (f"cannot resume from {path}: it was trained with a global batch of {saved_global_batch} "
+        return (f"{subject} it was trained with a global batch of {saved_global_batch} "
                 f"sequences, and micro_batch_size x grad_accum x processes = {global_batch} now")
     return None
 
