@@ -23,6 +23,7 @@ from decaylab.evaluate import (
 )
 from decaylab.evaluate.recall import IGNORE, recall_accuracy
 from decaylab.model import build_model, make_config
+from tests.conftest import write_choice_task
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WORDS = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "her", "she", "there", "one", "all", "we", "their", "can", "has", "more", "would"]
@@ -262,12 +263,7 @@ def test_lm_eval_runs_a_local_jsonl_task_through_the_eval_command(model_dir, dat
     for i, (question, choices) in enumerate(questions):  # the model's own choice on even docs, another on odd
         best = int(np.argmax([direct_loglikelihood(model, tok, question, c)[0] for c in choices]))
         docs.append({"question": question, "choices": choices, "label": best if i % 2 == 0 else (best + 1) % len(choices)})
-    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tmp_path / "toy.yaml").write_text(
-        "task: toy_choice\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {tmp_path / 'toy.jsonl'}\ntest_split: test\noutput_type: multiple_choice\ntarget_delimiter: \"\"\n"
-        'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{label}}"\n'
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n")
+    write_choice_task(tmp_path, docs)
     out = tmp_path / "eval.json"
     rc = main(["eval", str(model_dir), "--lm-eval-tasks", "toy_choice", "--lm-eval-include", str(tmp_path),
                "--lm-eval-local-only", "--batch-size", "3", "--out", str(out), "--no-progress"])

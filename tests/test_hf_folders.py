@@ -19,6 +19,7 @@ from decaylab.model.folder import REMOTE_CODE_FILE
 from decaylab.train import train
 from decaylab.train.checkpoint import latest_checkpoint
 from tests.test_train import tiny_config, write_corpus
+from tests.conftest import write_choice_task
 
 PROMPTS = ["The decay state of a slow key", "A"]
 
@@ -120,12 +121,7 @@ def test_lm_eval_hf_model_on_an_exported_folder_gives_the_adapters_numbers(run_d
         best = max(range(len(choices)), key=lambda j: scores[j][0])
         docs.append({"question": question, "choices": choices, "label": best if i % 2 == 0 else (best + 1) % len(choices)})
         expected.append([s[0] for s in scores])
-    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tmp_path / "toy.yaml").write_text(
-        "task: toy_choice\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {tmp_path / 'toy.jsonl'}\ntest_split: test\noutput_type: multiple_choice\ntarget_delimiter: \"\"\n"
-        'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{label}}"\n'
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n")
+    write_choice_task(tmp_path, docs)
     lm_eval = Path(sys.executable).with_name("lm_eval")
     res = subprocess.run([str(lm_eval), "--model", "hf", "--model_args", f"pretrained={folder},trust_remote_code=True",
                           "--tasks", "toy_choice", "--include_path", str(tmp_path), "--device", "cpu",
