@@ -42,11 +42,19 @@ ROWS = {
         ("sd-0.99 vector compiled", "160m", "decay_linear", dict(decay="sd-0.99"), 8, 2048, "default"),
         ("sd-0.99 scalar compiled", "160m", "decay_linear", dict(decay="sd-0.99", decay_granularity="scalar"),
          8, 2048, "default"),
+        ("sd-0.99 vector reduce-overhead", "160m", "decay_linear", dict(decay="sd-0.99"), 8, 2048,
+         "reduce-overhead"),
+        ("sd-0.99 scalar reduce-overhead", "160m", "decay_linear", dict(decay="sd-0.99", decay_granularity="scalar"),
+         8, 2048, "reduce-overhead"),
         ("lightnet vector compiled", "160m", "decay_linear", dict(decay="lightnet"), 8, 2048, "default"),
+        ("lightnet vector reduce-overhead", "160m", "decay_linear", dict(decay="lightnet"), 8, 2048,
+         "reduce-overhead"),
     ],
     "long": [
         ("softmax compiled", "160m", "softmax", {}, 1, 32768, "default"),
         ("sd-0.99 vector compiled", "160m", "decay_linear", dict(decay="sd-0.99"), 1, 32768, "default"),
+        ("sd-0.99 vector reduce-overhead", "160m", "decay_linear", dict(decay="sd-0.99"), 1, 32768,
+         "reduce-overhead"),
     ],
     "small": [
         ("softmax compiled", "small", "softmax", {}, 32, 512, "default"),
@@ -73,7 +81,9 @@ def training_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     return 6 * matmul + 3 * attention
 
 
-def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
+def training_step(size, arch, overrides, batch, seq_len, mode):
+    """(model, step): a fresh model (compiled with ``mode`` unless None) and one training step of
+    ``decaylab train`` on random tokens; ``step()`` returns the detached loss."""
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = build_model(make_config(size, arch=arch, **overrides)).cuda().train()
@@ -93,6 +103,11 @@ def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
+    return model, step
+
+
+def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
+    model, step = training_step(size, arch, overrides, batch, seq_len, mode)
     torch.cuda.reset_peak_memory_stats()
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -116,7 +131,7 @@ def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
            "tokens_per_s": sorted(windows), "mfu": statistics.median(windows) * flops / (args.peak_tflops * 1e12),
            "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "first_step_s": first,
            "params": sum(p.numel() for p in model.parameters())}
-    del model, optimizer
+    del model, step
     torch.cuda.empty_cache()
     return row
 

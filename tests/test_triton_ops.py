@@ -212,8 +212,9 @@ def test_custom_operators_pass_opcheck(scalar):
 
     q, k, v, g, h0, do, dht = make_inputs(1, 20, 2, 16, 16, scalar, -0.5)
     q, k, v = (x.requires_grad_() for x in (q, k, v))
-    for store in (False, True):
-        torch.library.opcheck(function._forward_op, (q, k, v, g, 0.5, h0, True, None, store),
+    packed = torch.tensor([0, 7, 20], dtype=torch.int32)
+    for store, cu, initial in ((False, None, h0), (True, None, h0), (True, packed, h0.expand(2, -1, -1, -1))):
+        torch.library.opcheck(function._forward_op, (q, k, v, g, 0.5, initial.contiguous(), True, cu, store),
                               test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
     torch.library.opcheck(function._decode_op, (q[:, 0], k[:, 0], v[:, 0], g[:, 0], h0.clone(), 0.5),
                           test_utils=("test_schema", "test_faketensor"))

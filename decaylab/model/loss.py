@@ -29,14 +29,16 @@ def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """The forward is written without in-place updates and takes which gradients to form as
+    arguments: under ``torch.compile`` on CUDA, writes into a preallocated gradient buffer were
+    lost (every gradient of a compiled step came out zero)."""
+
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, block_rows):
+    def forward(ctx, hidden, weight, targets, ignore_index, block_rows, needs_h, needs_w):
         dtype = _compute_dtype(hidden, weight)
         h, w = hidden.to(dtype), weight.to(dtype)
-        needs_h, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(hidden) if needs_h else None
         acc = torch.promote_types(dtype, torch.float32)  # logits, loss and the weight gradient
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if needs_w else None
+        grad_h_blocks, grad_w = [], None
         total = torch.zeros((), dtype=acc, device=hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             for a in range(0, h.shape[0], block_rows):
@@ -46,15 +48,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 y_safe = torch.where(valid, y, 0)
                 lse = torch.logsumexp(logits, dim=-1)
                 picked = logits.gather(1, y_safe[:, None])[:, 0]
-                total += torch.where(valid, lse - picked, 0.0).sum()
+                block_loss = torch.where(valid, lse - picked, 0.0).sum()
+                total = total + block_loss
                 if needs_h or needs_w:
-                    grad_z = torch.exp(logits - lse[:, None])
-                    grad_z.scatter_add_(1, y_safe[:, None], -torch.ones_like(lse)[:, None])
+                    grad_z = torch.exp(logits - lse[:, None]).scatter_add(
+                        1, y_safe[:, None], -torch.ones_like(lse)[:, None])
                     grad_z = (grad_z * valid[:, None]).to(dtype)
                     if needs_h:
-                        grad_h[a:a + block_rows] = grad_z @ w
+                        grad_h_blocks.append(grad_z @ w)
                     if needs_w:
-                        grad_w += grad_z.T @ h_blk
+                        block_grad_w = (grad_z.T @ h_blk).to(acc)
+                        grad_w = block_grad_w if grad_w is None else grad_w + block_grad_w
+        grad_h = torch.cat(grad_h_blocks).to(hidden.dtype) if needs_h else None
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
@@ -64,7 +69,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         dh = None if grad_h is None else grad_h * grad_total.to(grad_h.dtype)
         dw = None if grad_w is None else (grad_w * grad_total).to(ctx.weight_dtype)
-        return dh, dw, None, None, None
+        return dh, dw, None, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -81,7 +86,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     if targets.shape != hidden.shape[:1]:
         raise ValueError(f"linear_cross_entropy: targets must be [N] = [{hidden.shape[0]}], got {tuple(targets.shape)}")
     rows = block_rows or max(1, BLOCK_BYTES // (4 * weight.shape[0]))
-    return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, rows)
+    grad = torch.is_grad_enabled()
+    return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, rows,
+                                     grad and hidden.requires_grad, grad and weight.requires_grad)
 
 
 def shifted_targets(labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

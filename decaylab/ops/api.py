@@ -6,7 +6,6 @@ One function serves the whole design space: every parameterization only changes 
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 from typing import Callable
@@ -99,13 +98,15 @@ _IMPLEMENTATIONS: dict[str, Callable] = {
 }
 
 
-@functools.cache
+#: Whether the Triton kernels exist and Triton is importable, looked up once (``torch.compile``
+#: reads it as a constant; it cannot trace ``importlib``).
+_TRITON_AVAILABLE = (importlib.util.find_spec("triton") is not None
+                     and importlib.util.find_spec("decaylab.ops.triton") is not None)
+
+
 def triton_available() -> bool:
     """True when the Triton kernels exist and Triton is importable (they run on CUDA)."""
-    return (
-        importlib.util.find_spec("triton") is not None
-        and importlib.util.find_spec("decaylab.ops.triton") is not None
-    )
+    return _TRITON_AVAILABLE
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

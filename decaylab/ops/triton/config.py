@@ -7,7 +7,7 @@ pure function of those, so a first call costs a handful of compilations and noth
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import torch
@@ -78,11 +78,14 @@ def padded(n: int) -> int:
 def forward_configs(K: int, V: int, scalar: bool, store_states: bool) -> list[ForwardConfig]:
     """Forward: a program owns the state columns [K, block] and walks the chunks in order.
     Software pipelining pays except at K = 128 for scalar decay when the chunk states are kept
-    and for vector decay when they are not."""
+    and for vector decay when they are not. Configurations that keep the chunk states all use
+    the backward's chunk (:func:`stored_state_chunk`), so the backward can read them."""
     bk, bv = padded(K), padded(V)
     if bk > 128:
         return [ForwardConfig(32, min(bv, 64), 8), ForwardConfig(16, min(bv, 32), 4)]
     fallback = ForwardConfig(32, min(bv, 64), 4)
+    if store_states:
+        fallback = replace(fallback, chunk=stored_state_chunk(K, V, scalar))
     if scalar:
         return [ForwardConfig(64, min(bv, 64), 4, 1 if store_states and bk > 64 else 2), fallback]
     block = min(bv, 128)
@@ -102,10 +105,15 @@ def backward_configs(K: int, V: int, scalar: bool) -> list[BackwardConfig]:
     return [BackwardConfig(64, Tiles(64, 64, 4, 2), Tiles(64, 128, 4, 2), Tiles(64, 64, 4, 2)), fallback]
 
 
+def stored_state_chunk(K: int, V: int, scalar: bool) -> int:
+    """The chunk size of the states a forward keeps for its backward: the backward's first choice."""
+    return backward_configs(K, V, scalar)[0].chunk
+
+
 def keep_forward_states(K: int, V: int, scalar: bool) -> bool:
     """Whether a forward followed by a backward should keep its chunk states: only when the
     rules give both the same chunk size, so that the backward can use them."""
-    return forward_configs(K, V, scalar, True)[0].chunk == backward_configs(K, V, scalar)[0].chunk
+    return forward_configs(K, V, scalar, True)[0].chunk == stored_state_chunk(K, V, scalar)
 
 
 R = TypeVar("R")

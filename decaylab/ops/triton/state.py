@@ -141,6 +141,14 @@ def chunk_state_kernel(
         tl.store(xt + i_nh.to(tl.int64) * K * V + tile, X, mask=tile_mask)
 
 
+def num_chunks(B: int, T: int, C: int, num_sequences: int | None) -> int:
+    """NT of the global chunk numbering: B·cdiv(T, C) without cu_seqlens; with ``num_sequences``
+    = N packed sequences, the upper bound cdiv(B·T, C) + N (it depends on shapes only)."""
+    if num_sequences is None:
+        return B * triton.cdiv(T, C)
+    return triton.cdiv(B * T, C) + num_sequences
+
+
 def chunk_layout(B: int, T: int, C: int, cu_seqlens: torch.Tensor | None):
     """(NT, chunk_offsets, chunk_table) of the global chunk numbering.
 
@@ -150,12 +158,12 @@ def chunk_layout(B: int, T: int, C: int, cu_seqlens: torch.Tensor | None):
     without a host sync; NT = cdiv(total, C) + N is an upper bound, padding rows are (0, 0).
     """
     if cu_seqlens is None:
-        return B * triton.cdiv(T, C), None, None
+        return num_chunks(B, T, C, None), None, None
     N = cu_seqlens.numel() - 1
     cu = cu_seqlens.long()
     n_chunks = (cu[1:] - cu[:-1] + C - 1) // C
     offsets = torch.nn.functional.pad(torch.cumsum(n_chunks, 0), (1, 0))
-    NT = triton.cdiv(B * T, C) + N
+    NT = num_chunks(B, T, C, N)
     i = torch.arange(NT, device=cu.device)
     n = torch.searchsorted(offsets[1:], i, right=True)
     valid = n < N
