@@ -82,6 +82,53 @@ def test_sweep_command_lists_runs_and_refuses_another_scale(tmp_path, capsys):
         init_sweep(tmp_path / "s", "quick", fams, presets.SCALES["tiny"], seeds, data)
 
 
+def test_size_is_a_deprecated_alias_of_scale(tmp_path, capsys):
+    from decaylab.cli import main as cli_main
+
+    args = ["sweep", "--preset", "quick", "--families", "d", "--list", "--out", str(tmp_path)]
+    assert cli_main(args + ["--scale", "tiny"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli_main(args + ["--size", "tiny"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["decaylab sweep: warning: --size is deprecated; use --scale tiny"]
+    assert cli_main(args + ["--size", "tiny", "--scale", "quick"]) == 2
+    assert "give --scale only" in capsys.readouterr().err
+
+
+REPORTED_SWEEP = Path(__file__).parent.parent / "reports" / "h200-2026-11-28"
+
+
+def test_a_sweep_directory_written_before_designs_were_decay_specs_still_loads_and_resumes(tmp_path):
+    """reports/h200-2026-11-28/sweep.json was written when designs were stored by their own class:
+    it loads, names the same runs as its runs.csv, accepts the same preset again, and a run.json
+    keeps the stored design format (else every finished run would count as another run)."""
+    import csv
+    import shutil
+
+    from decaylab.sweep.report import write_report
+    from decaylab.sweep.rundir import run_spec
+
+    shutil.copy(REPORTED_SWEEP / "sweep.json", tmp_path / "sweep.json")
+    record, families, runs = load_sweep(tmp_path)
+    with open(REPORTED_SWEEP / "runs.csv") as f:
+        assert [r.run_id for r in runs] == [row["run_id"] for row in csv.DictReader(f)]
+    assert all(fam.designs[-1] is SOFTMAX for fam in families.values())
+    assert DecaySpec("gla-pow") in families["a"].designs and DecaySpec("tnl-l", "scalar") in families["a"].designs
+    preset_families, scale, seeds = presets.resolve("h200")
+    assert families == preset_families and tuple(record["seeds"]) == seeds
+    init_sweep(tmp_path, "h200", preset_families, scale, seeds, record["data"])  # the same sweep: accepted
+    gla = next(r for r in runs if r.run_id == "gla-vector-shared-none-s0")
+    spec = run_spec(gla, scale, record["data"])
+    assert spec["design"] == {"decay": "gla", "granularity": "vector", "shared": True, "positional": "none"}
+    assert spec["train"]["model"] == {"size": "small", "arch": "decay_linear", "overrides": {
+        "decay": "gla", "decay_granularity": "vector", "share_decay_key": True, "positional": "none"}}
+    softmax = run_spec(next(r for r in runs if r.design is SOFTMAX), scale, record["data"])
+    assert softmax["design"] == {"decay": None, "granularity": "vector", "shared": False, "positional": "none"}
+    assert softmax["train"]["model"] == {"size": "small", "arch": "softmax", "overrides": {}}
+    report = write_report(tmp_path).read_text()
+    assert all(f"## ({k}) {fam.name}" in report for k, fam in families.items())
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
