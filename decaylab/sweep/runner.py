@@ -50,6 +50,8 @@ from decaylab.train.config import build_config
 from decaylab.train.loop import train
 from decaylab.train.rundir import FINAL_FILE
 
+# --------------------------------------------------------------------------- the machine and the dataset
+
 
 def environment() -> dict:
     """Versions and hardware of this machine, recorded with every sweep invocation."""
