@@ -105,7 +105,7 @@ def test_manifest_reader_returns_the_format_or_raises_a_clear_value_error(tmp_pa
 def test_sweep_report_survives_a_corrupt_eval_json_and_names_the_run(tmp_path):
     from decaylab.sweep import presets
     from decaylab.sweep.report import write_report
-    from decaylab.sweep.runner import init_sweep, load_sweep, run_state
+    from decaylab.sweep.rundir import init_sweep, load_sweep, run_state
 
     families, scale, seeds = presets.resolve("quick", ["d"])
     init_sweep(tmp_path, "quick", families, scale, seeds,

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from decaylab.decay import DecaySpec
 from decaylab.sweep import presets
-from decaylab.sweep.presets import SOFTMAX, Design, Family, Scale
-from decaylab.sweep.report import DesignResult, claims, compare
-from decaylab.sweep.runner import (
-    expand,
-    init_sweep,
-    load_sweep,
-    prepare_data,
-    run_state,
-)
+from decaylab.sweep.presets import SOFTMAX, Family, Scale, design_label, design_problems
+from decaylab.sweep.rundir import DesignResult, expand, init_sweep, load_sweep, run_state
+from decaylab.sweep.runner import prepare_data
+from decaylab.sweep.verdicts import claims, compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WORDS = ["the", "a", "slow", "fast", "decay", "key", "value", "state", "head", "layer", "old", "new", "small", "large", "first", "last"]
@@ -33,17 +29,17 @@ def test_full_families_cover_the_paper():
     assert list(fams) == ["a", "b", "c", "d"]
     for fam in fams.values():
         assert fam.designs[-1] == SOFTMAX
-        assert all(not d.problems() for d in fam.designs), fam.key
-    a = {d.decay for d in fams["a"].designs}
+        assert all(not design_problems(d) for d in fam.designs), fam.key
+    a = {d.decay for d in fams["a"].designs if d is not SOFTMAX}
     assert {"mamba2", "mamba2-no-a", "mamba2-no-delta", "mamba2-no-a-no-delta", "tnl", "tnl-l"} <= a
     assert {f"sd-{p}" for p in (0.8, 0.9, 0.95, 0.99)} <= a
-    b = [d for d in fams["b"].designs if d.decay]
-    assert {d.decay for d in b if d.shared} == {d.decay for d in b if not d.shared}
+    b = [d for d in fams["b"].designs if d is not SOFTMAX]
+    assert {d.decay for d in b if d.share_decay_key} == {d.decay for d in b if not d.share_decay_key}
     c = fams["c"].designs
-    assert Design("tnl", "scalar") in c and Design("tnl-l", "scalar") in c
-    assert Design("gla", "scalar") in c and Design("gla", "vector") in c
-    d = [x for x in fams["d"].designs if x.decay]
-    assert {x.granularity for x in d} == {"scalar"}
+    assert DecaySpec("tnl", "scalar") in c and DecaySpec("tnl-l", "scalar") in c
+    assert DecaySpec("gla", "scalar") in c and DecaySpec("gla", "vector") in c
+    d = [x for x in fams["d"].designs if x is not SOFTMAX]
+    assert {x.decay_granularity for x in d} == {"scalar"}
     assert {x.positional for x in d} == {"none", "rope", "lrpe-cos", "tpe"}
 
 
@@ -71,7 +67,7 @@ def test_resolve_refuses_unknown_choices():
 
 def test_sweep_command_lists_runs_and_refuses_another_scale(tmp_path, capsys):
     from decaylab.cli import main as cli_main
-    from decaylab.sweep.runner import SweepError
+    from decaylab.sweep.rundir import SweepError
 
     assert cli_main(["sweep", "--preset", "quick", "--families", "b,d", "--list", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -86,19 +82,62 @@ def test_sweep_command_lists_runs_and_refuses_another_scale(tmp_path, capsys):
         init_sweep(tmp_path / "s", "quick", fams, presets.SCALES["tiny"], seeds, data)
 
 
+def test_size_is_a_deprecated_alias_of_scale(tmp_path, capsys):
+    from decaylab.cli import main as cli_main
+
+    args = ["sweep", "--preset", "quick", "--families", "d", "--list", "--out", str(tmp_path)]
+    assert cli_main(args + ["--scale", "tiny"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli_main(args + ["--size", "tiny"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["decaylab sweep: warning: --size is deprecated; use --scale tiny"]
+    assert cli_main(args + ["--size", "tiny", "--scale", "quick"]) == 2
+    assert "give --scale only" in capsys.readouterr().err
+
+
+REPORTED_SWEEP = Path(__file__).parent.parent / "reports" / "h200-2026-11-28"
+
+
+def test_a_sweep_directory_written_before_designs_were_decay_specs_still_loads_and_resumes(tmp_path):
+    """reports/h200-2026-11-28/sweep.json was written when designs were stored by their own class:
+    it loads, names the same runs as its runs.csv, accepts the same preset again, and a run.json
+    keeps the stored design format (else every finished run would count as another run)."""
+    import csv
+    import shutil
+
+    from decaylab.sweep.report import write_report
+    from decaylab.sweep.rundir import run_spec
+
+    shutil.copy(REPORTED_SWEEP / "sweep.json", tmp_path / "sweep.json")
+    record, families, runs = load_sweep(tmp_path)
+    with open(REPORTED_SWEEP / "runs.csv") as f:
+        assert [r.run_id for r in runs] == [row["run_id"] for row in csv.DictReader(f)]
+    assert all(fam.designs[-1] is SOFTMAX for fam in families.values())
+    assert DecaySpec("gla-pow") in families["a"].designs and DecaySpec("tnl-l", "scalar") in families["a"].designs
+    preset_families, scale, seeds = presets.resolve("h200")
+    assert families == preset_families and tuple(record["seeds"]) == seeds
+    init_sweep(tmp_path, "h200", preset_families, scale, seeds, record["data"])  # the same sweep: accepted
+    gla = next(r for r in runs if r.run_id == "gla-vector-shared-none-s0")
+    spec = run_spec(gla, scale, record["data"])
+    assert spec["design"] == {"decay": "gla", "granularity": "vector", "shared": True, "positional": "none"}
+    assert spec["train"]["model"] == {"size": "small", "arch": "decay_linear", "overrides": {
+        "decay": "gla", "decay_granularity": "vector", "share_decay_key": True, "positional": "none"}}
+    softmax = run_spec(next(r for r in runs if r.design is SOFTMAX), scale, record["data"])
+    assert softmax["design"] == {"decay": None, "granularity": "vector", "shared": False, "positional": "none"}
+    assert softmax["train"]["model"] == {"size": "small", "arch": "softmax", "overrides": {}}
+    report = write_report(tmp_path).read_text()
+    assert all(f"## ({k}) {fam.name}" in report for k, fam in families.items())
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
-def _results(losses: dict[Design, list[float]]) -> dict[str, DesignResult]:
-    return {d.key: DesignResult(d, values={"val_loss": v}) for d, v in losses.items()}
-
-
-def _verdict(family: Family, losses: dict[Design, list[float]], number: int) -> str:
-    found = {c.number: c for c in claims({family.key: family}, _results(losses))}
+def _verdict(family: Family, losses: dict[DecaySpec, list[float]], number: int) -> str:
+    found = {c.number: c for c in claims({family.key: family}, losses)}
     return found[number].verdict
 
 
-def _family(key: str, designs: list[Design]) -> Family:
+def _family(key: str, designs: list[DecaySpec]) -> Family:
     return Family(key, key, "?", tuple(designs) + (SOFTMAX,))
 
 
@@ -111,45 +150,45 @@ DECAYS = ("gla", "mamba2", "sd-0.99")
     (-0.10, 0.005, "disagree"),     # scalar clearly better
 ])
 def test_granularity_verdict_follows_the_numbers(scalar_offset, spread, verdict):
-    fam = _family("c", [Design(n, g) for n in DECAYS for g in ("scalar", "vector")])
+    fam = _family("c", [DecaySpec(n, g) for n in DECAYS for g in ("scalar", "vector")])
     losses = {}
     for i, name in enumerate(DECAYS):
         base = 4.0 + 0.05 * i
-        losses[Design(name, "vector")] = [base - spread, base, base + spread]
-        losses[Design(name, "scalar")] = [base + scalar_offset - spread, base + scalar_offset,
+        losses[DecaySpec(name, "vector")] = [base - spread, base, base + spread]
+        losses[DecaySpec(name, "scalar")] = [base + scalar_offset - spread, base + scalar_offset,
                                           base + scalar_offset + spread]
     assert _verdict(fam, losses, 3) == verdict
 
 
 def test_sharing_verdict_counts_pairs():
-    fam = _family("b", [Design(n, "vector", s) for n in DECAYS for s in (False, True)])
-    losses = {Design(n, "vector", s): [4.0 + (0.2 if s else 0.0) + e for e in (-0.01, 0.0, 0.01)]
+    fam = _family("b", [DecaySpec(n, "vector", s) for n in DECAYS for s in (False, True)])
+    losses = {DecaySpec(n, "vector", s): [4.0 + (0.2 if s else 0.0) + e for e in (-0.01, 0.0, 0.01)]
               for n in DECAYS for s in (False, True)}
     assert _verdict(fam, losses, 2) == "agree"
-    losses[Design("gla", "vector", True)] = [3.5, 3.51, 3.49]  # one pair the other way: still 2 of 3
+    losses[DecaySpec("gla", "vector", True)] = [3.5, 3.51, 3.49]  # one pair the other way: still 2 of 3
     assert _verdict(fam, losses, 2) == "agree"
     for n in ("mamba2", "sd-0.99"):
-        losses[Design(n, "vector", True)] = [3.8, 3.81, 3.79]
+        losses[DecaySpec(n, "vector", True)] = [3.8, 3.81, 3.79]
     assert _verdict(fam, losses, 2) == "disagree"
 
 
 def test_parameterization_verdict():
     names = ("gla", "mamba2", "sd-0.8", "sd-0.99")
-    fam = _family("a", [Design(n) for n in names])
-    spread = {Design(n): [4.0 + 0.3 * i + e for e in (-0.01, 0.0, 0.01)] for i, n in enumerate(names)}
+    fam = _family("a", [DecaySpec(n) for n in names])
+    spread = {DecaySpec(n): [4.0 + 0.3 * i + e for e in (-0.01, 0.0, 0.01)] for i, n in enumerate(names)}
     assert _verdict(fam, spread, 1) == "agree"
-    same = {Design(n): [4.0 + 0.001 * i + e for e in (-0.001, 0.0, 0.001)] for i, n in enumerate(names)}
+    same = {DecaySpec(n): [4.0 + 0.001 * i + e for e in (-0.001, 0.0, 0.001)] for i, n in enumerate(names)}
     assert _verdict(fam, same, 1) == "disagree"
-    single_seed = {Design(n): [4.0 + 0.001 * i] for i, n in enumerate(names)}
+    single_seed = {DecaySpec(n): [4.0 + 0.001 * i] for i, n in enumerate(names)}
     assert _verdict(fam, single_seed, 1) == "inconclusive"
-    assert _verdict(fam, {Design("gla"): [4.0]}, 1) == "inconclusive"
+    assert _verdict(fam, {DecaySpec("gla"): [4.0]}, 1) == "inconclusive"
 
 
 def test_rope_verdict():
-    fam = _family("d", [Design(n, "scalar", False, p) for n in DECAYS for p in ("none", "rope")])
+    fam = _family("d", [DecaySpec(n, "scalar", False, p) for n in DECAYS for p in ("none", "rope")])
 
     def losses(rope_delta, spread):
-        return {Design(n, "scalar", False, p): [4.0 + (rope_delta if p == "rope" else 0.0) + e
+        return {DecaySpec(n, "scalar", False, p): [4.0 + (rope_delta if p == "rope" else 0.0) + e
                                                 for e in (-spread, 0.0, spread)]
                 for n in DECAYS for p in ("none", "rope")}
 
@@ -157,9 +196,9 @@ def test_rope_verdict():
     assert _verdict(fam, losses(-0.2, 0.002), 4) == "disagree"    # RoPE clearly better everywhere
     assert _verdict(fam, losses(0.0, 0.2), 4) == "inconclusive"   # too noisy to rule out a gain
     mixed = losses(0.0, 0.002)
-    mixed[Design("gla", "scalar", False, "rope")] = [3.8, 3.801, 3.799]
+    mixed[DecaySpec("gla", "scalar", False, "rope")] = [3.8, 3.801, 3.799]
     assert _verdict(fam, mixed, 4) == "agree"                        # better in 1 of 3 pairs only
-    two = _family("d", [Design(n, "scalar", False, p) for n in DECAYS[:2] for p in ("none", "rope")])
+    two = _family("d", [DecaySpec(n, "scalar", False, p) for n in DECAYS[:2] for p in ("none", "rope")])
     assert _verdict(two, {d: v for d, v in mixed.items() if d.decay in DECAYS[:2]}, 4) == "inconclusive"
 
 
@@ -191,7 +230,7 @@ def test_report_warns_when_no_design_learned_the_recall_probe():
     chance = 1 / 32
 
     def note(*accuracies):
-        return _recall_note(scale, {f"d{i}": DesignResult(Design("gla", "vector" if i else "scalar"), {"recall": [a]})
+        return _recall_note(scale, {f"d{i}": DesignResult(DecaySpec("gla", "vector" if i else "scalar"), {"recall": [a]})
                                     for i, a in enumerate(accuracies)})
 
     assert "chance 0.0312" in note(0.5)
@@ -205,16 +244,17 @@ def test_h200_study_covers_every_family_and_the_extra_parameterizations():
     families, scale, seeds = presets.resolve("h200")
     quick = presets.quick_families()
     assert len(seeds) >= 2 and scale.size == "small" and scale.data["source"] == "large"
-    assert {d.decay for d in families["a"].designs} == {d.decay for d in quick["a"].designs} | {"gla-pow", "lssp", "tnl-l"}
+    assert ({d.decay for d in families["a"].designs if d is not SOFTMAX}
+            == {d.decay for d in quick["a"].designs if d is not SOFTMAX} | {"gla-pow", "lssp", "tnl-l"})
     assert all(families[k] == quick[k] for k in "bcd")
-    assert families["a"].designs[-1] == SOFTMAX and all(not d.problems() for d in families["a"].designs)
+    assert families["a"].designs[-1] == SOFTMAX and all(not design_problems(d) for d in families["a"].designs)
 
 
 TEST_FAMILIES = {
-    "a": Family("a", "parameterization", "?", (Design("gla"), SOFTMAX)),
-    "b": Family("b", "sharing", "?", (Design("gla"), Design("gla", shared=True), SOFTMAX)),
-    "c": Family("c", "granularity", "?", (Design("gla", "scalar"), Design("gla"), SOFTMAX)),
-    "d": Family("d", "positional", "?", (Design("gla", "scalar"), Design("gla", "scalar", positional="rope"), SOFTMAX)),
+    "a": Family("a", "parameterization", "?", (DecaySpec("gla"), SOFTMAX)),
+    "b": Family("b", "sharing", "?", (DecaySpec("gla"), DecaySpec("gla", share_decay_key=True), SOFTMAX)),
+    "c": Family("c", "granularity", "?", (DecaySpec("gla", "scalar"), DecaySpec("gla"), SOFTMAX)),
+    "d": Family("d", "positional", "?", (DecaySpec("gla", "scalar"), DecaySpec("gla", "scalar", positional="rope"), SOFTMAX)),
 }
 BROKEN = "gla-scalar-sep-rope-s0"
 
@@ -256,7 +296,8 @@ import json, sys
 from pathlib import Path
 from tests.test_sweep import TEST_FAMILIES, _test_scale
 from decaylab.sweep.presets import with_train
-from decaylab.sweep.runner import expand, init_sweep, prepare_data, run_sweep
+from decaylab.sweep.rundir import expand, init_sweep
+from decaylab.sweep.runner import prepare_data, run_sweep
 root, scale = Path(sys.argv[1]), with_train(_test_scale(sys.argv[2]), steps=100_000, ckpt_every=1)
 data = prepare_data(scale.data, progress=False)
 init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
@@ -355,7 +396,7 @@ def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tm
     for fam in families.values():
         assert f"## ({fam.key}) {fam.name}" in report
         for d in fam.designs:
-            assert f"| {d.label} | 1/1 |" in report
+            assert f"| {design_label(d)} | 1/1 |" in report
     for number, family in zip("1234", "abcd"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {number} | ({family}) |"))
         assert row.rstrip(" |").split("**")[-2] in ("agree", "disagree", "inconclusive")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from decaylab.cli_args import positive_int
+from decaylab.train.rundir import is_checkpoint_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_label(path: Path) -> str:
     """The run directory's name for a checkpoint (run/checkpoints/step_…), else the directory's name."""
-    return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
+    return path.parent.parent.name if is_checkpoint_dir(path) else path.name
 
 
 def main(args: argparse.Namespace) -> int:

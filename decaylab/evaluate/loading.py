@@ -13,21 +13,19 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from decaylab.model import load_pretrained
-from decaylab.train.checkpoint import TRAIN_CONFIG_FILE, read_train_config
+from decaylab.train.checkpoint import TRAIN_CONFIG_FILE, latest_checkpoint, read_train_config
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """The model directory ``path`` names: itself when it holds ``config.json``, else the checkpoint
-    that ``path/checkpoints/latest`` points to. Raises FileNotFoundError saying what was expected."""
+    """The model directory ``path`` names: itself when it holds ``config.json``, else the run's newest
+    intact checkpoint (the one ``path/checkpoints/latest`` names, see
+    :func:`decaylab.train.checkpoint.latest_checkpoint`). Raises FileNotFoundError saying what was expected."""
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    pointer = path / "checkpoints" / "latest"
-    if pointer.is_file():
-        checkpoint = pointer.parent / pointer.read_text().strip()
-        if (checkpoint / "config.json").is_file():
-            return checkpoint
-        raise FileNotFoundError(f"{pointer} names {checkpoint.name}, which has no config.json")
+    checkpoint = latest_checkpoint(path)  # raises FileNotFoundError when `latest` names no intact checkpoint
+    if checkpoint is not None:
+        return checkpoint
     raise FileNotFoundError(
         f"{path} is neither a model directory (config.json + model.safetensors) nor a run directory "
         "(checkpoints/latest); pass a directory written by save_pretrained or by `decaylab train`"

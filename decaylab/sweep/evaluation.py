@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from decaylab.sweep.runner import EVAL_FILE, read_json, write_json_atomic
+from decaylab.sweep.rundir import EVAL_FILE, read_json, write_json_atomic
 
 PIECES = ("extrapolation", "recall", "decay")
 RETRY = {"unavailable", "error"}  # markers of a piece to compute again
@@ -86,7 +86,3 @@ def _decay(model, val, settings: dict, spec: dict) -> dict:
 
 COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay}
 
-
-def read_evaluation(run_dir: Path) -> dict:
-    """The cached evaluation of a run (an empty dict when it has none yet)."""
-    return read_json(Path(run_dir) / EVAL_FILE) or {}

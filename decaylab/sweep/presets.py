@@ -1,7 +1,7 @@
 """The paper's four experiment families as data, the training scales, and the named sweep presets.
 
-A **design** is one point of the design space (or the softmax Transformer reference). A
-**family** is one of the paper's comparisons, a list of designs:
+A **design** is one point of the design space, a :class:`decaylab.decay.DecaySpec`, or ``None``
+for the softmax Transformer reference. A **family** is one of the paper's comparisons, a list of designs:
 
     (a) parameterization   every decay parameterization at vector granularity (TNL and TNL-L are
                            one fixed value per head, so scalar): Mamba2 and its three ablations
@@ -62,63 +62,42 @@ positional encodings on scalar SD-0.99 and TNL. Dropped from quick (kept in ``fu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 
-from decaylab.decay import DecaySpec, all_decay_names
+from decaylab.decay import POSITIONALS, DecaySpec, all_decay_names
 
 # --------------------------------------------------------------------------- designs
+# A design is a :class:`decaylab.decay.DecaySpec` (the four axes), or ``None`` for the softmax reference.
+
+SOFTMAX = None
 
 
-@dataclass(frozen=True)
-class Design:
-    """One model: a decay design (the four axes) or, with ``decay=None``, the softmax reference."""
-
-    decay: str | None
-    granularity: str = "vector"
-    shared: bool = False
-    positional: str = "none"
-
-    @property
-    def arch(self) -> str:
-        return "softmax" if self.decay is None else "decay_linear"
-
-    @property
-    def key(self) -> str:
-        """Stable identifier (part of the run id): ``softmax`` or ``<decay>-<granularity>-<sep|shared>-<positional>``."""
-        if self.decay is None:
-            return "softmax"
-        return f"{self.decay}-{self.granularity}-{'shared' if self.shared else 'sep'}-{self.positional}"
-
-    @property
-    def label(self) -> str:
-        """Short human-readable name for tables and legends."""
-        if self.decay is None:
-            return "softmax Transformer"
-        extras = [self.granularity] + (["shared"] if self.shared else []) + (
-            [self.positional] if self.positional != "none" else [])
-        return f"{self.decay} ({', '.join(extras)})"
-
-    def model_overrides(self) -> dict:
-        """Fields of the model config that select this design."""
-        if self.decay is None:
-            return {}
-        return {"decay": self.decay, "decay_granularity": self.granularity,
-                "share_decay_key": self.shared, "positional": self.positional}
-
-    def problems(self) -> list[str]:
-        """Why the design is invalid (empty when valid)."""
-        if self.decay is None:
-            return []
-        return DecaySpec(self.decay, self.granularity, self.shared, self.positional).problems()
+def design_key(design: DecaySpec | None) -> str:
+    """Stable identifier (part of the run id): ``softmax`` or ``<decay>-<granularity>-<sep|shared>-<positional>``."""
+    if design is None:
+        return "softmax"
+    sharing = "shared" if design.share_decay_key else "sep"
+    return f"{design.decay}-{design.decay_granularity}-{sharing}-{design.positional}"
 
 
-SOFTMAX = Design(None)
-FIXED_DECAYS = ("tnl", "tnl-l")  # one constant per head and layer: scalar only, no key form
-POSITIONALS = ("none", "rope", "lrpe-cos", "tpe")
+def design_label(design: DecaySpec | None) -> str:
+    """Short human-readable name for tables and legends, e.g. ``gla (scalar, rope)``."""
+    if design is None:
+        return "softmax Transformer"
+    extras = [design.decay_granularity] + (["shared"] if design.share_decay_key else []) + (
+        [design.positional] if design.positional != "none" else [])
+    return f"{design.decay} ({', '.join(extras)})"
 
 
-def _input_dependent(names) -> list[str]:
-    return [n for n in names if n not in FIXED_DECAYS]
+def design_problems(design: DecaySpec | None) -> list[str]:
+    """Why the design is invalid (empty when valid; the softmax reference always is)."""
+    return [] if design is None else design.problems()
+
+
+def default_granularity(decay: str) -> str:
+    """``vector`` for a decay that has one (input-dependent), ``scalar`` for a fixed one per head (TNL)."""
+    return "vector" if DecaySpec(decay).decay_class.supports_vector else "scalar"
 
 
 @dataclass(frozen=True)
@@ -128,7 +107,7 @@ class Family:
     key: str  # "a" … "d"
     name: str
     question: str
-    designs: tuple[Design, ...]
+    designs: tuple[DecaySpec | None, ...]
 
 
 FAMILY_NAMES = {
@@ -142,11 +121,12 @@ FAMILY_NAMES = {
 def _families(param: list[str], share: list[str], gran: list[str], pos: list[str]) -> dict[str, Family]:
     """The four families from the decay names each one varies (softmax reference added to each)."""
     designs = {
-        "a": [Design(n, "scalar" if n in FIXED_DECAYS else "vector") for n in param],
-        "b": [Design(n, "vector", shared) for n in _input_dependent(share) for shared in (False, True)],
-        "c": [Design(n, g) for n in _input_dependent(gran) for g in ("scalar", "vector")]
-             + [Design(n, "scalar") for n in gran if n in FIXED_DECAYS],
-        "d": [Design(n, "scalar", False, p) for n in pos for p in POSITIONALS],
+        "a": [DecaySpec(n, default_granularity(n)) for n in param],
+        "b": [DecaySpec(n, "vector", shared) for n in share if DecaySpec(n).decay_class.has_key_form
+              for shared in (False, True)],
+        "c": [DecaySpec(n, g) for n in gran if default_granularity(n) == "vector" for g in ("scalar", "vector")]
+             + [DecaySpec(n, "scalar") for n in gran if default_granularity(n) == "scalar"],
+        "d": [DecaySpec(n, "scalar", False, p) for n in pos for p in POSITIONALS],
     }
     return {k: Family(k, *FAMILY_NAMES[k], tuple(designs[k]) + (SOFTMAX,)) for k in designs}
 
@@ -168,7 +148,7 @@ def quick_families() -> dict[str, Family]:
 def study_families() -> dict[str, Family]:
     """The designs of ``--preset h200``: the quick subset plus GLA's second form, LSSP and TNL-L in (a)."""
     quick = quick_families()
-    extra = tuple(Design(n, "scalar" if n in FIXED_DECAYS else "vector") for n in ("gla-pow", "lssp", "tnl-l"))
+    extra = tuple(DecaySpec(n, default_granularity(n)) for n in ("gla-pow", "lssp", "tnl-l"))
     a = quick["a"]
     return {**quick, "a": replace(a, designs=a.designs[:-1] + extra + (SOFTMAX,))}
 
@@ -206,14 +186,17 @@ class Scale:
     def seq_len(self) -> int:
         return int(self.train["seq_len"])
 
-    def train_values(self, design: Design, seed: int) -> dict:
-        """The ``TrainConfig`` fields of one run but ``run_dir`` (a plain dict, JSON-serializable)."""
+    def train_values(self, design: DecaySpec | None, seed: int) -> dict:
+        """The ``TrainConfig`` fields of one run but ``run_dir`` (a plain dict, JSON-serializable).
+        A design's fields are named as the model config's, so they are its model overrides."""
+        if design is None:
+            model = {"arch": "softmax", "overrides": _softmax_fields(self.model_overrides)}
+        else:
+            model = {"arch": "decay_linear", "overrides": {**self.model_overrides, **dataclasses.asdict(design)}}
         return {
             **self.train,
             "seed": seed,
-            "model": {"size": self.size, "arch": design.arch,
-                      "overrides": {**(self.model_overrides if design.decay else _softmax_fields(self.model_overrides)),
-                                    **design.model_overrides()}},
+            "model": {"size": self.size, **model},
             "data": dict(self.data),
             "progress": False,
             "tensorboard": False,
@@ -301,13 +284,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
-def resolve(preset: str, families: list[str] | None = None, size: str | None = None,
+def resolve(preset: str, families: list[str] | None = None, scale: str | None = None,
             seeds: tuple[int, ...] | None = None) -> tuple[dict[str, Family], Scale, tuple[int, ...]]:
     """The families, scale and seeds of ``preset``, narrowed or changed by the command-line options."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if size is not None and size not in SCALES:
-        raise ValueError(f"unknown size {size!r}; choose one of {sorted(SCALES)}")
+    if scale is not None and scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
     p = PRESETS[preset]
     found = p.families()
     if families:
@@ -316,7 +299,7 @@ def resolve(preset: str, families: list[str] | None = None, size: str | None = N
             raise ValueError(f"unknown family {unknown[0]!r}; choose from {sorted(found)} "
                              f"({', '.join(f'{k}={f.name}' for k, f in found.items())})")
         found = {k: found[k] for k in sorted(set(families))}
-    return found, SCALES[size or p.scale], tuple(seeds) if seeds else p.seeds
+    return found, SCALES[scale or p.scale], tuple(seeds) if seeds else p.seeds
 
 
 def with_train(scale: Scale, **train: object) -> Scale:

@@ -1,20 +1,6 @@
-"""Run a sweep: expand families into runs, skip finished ones, train and evaluate the rest in parallel.
+"""Execute a sweep: train and evaluate its runs in parallel worker processes, skipping finished ones.
 
-Layout of a sweep directory::
-
-    sweep.json              families, designs, scale, seeds and dataset of the sweep
-    runs/<run id>/
-        run.json            what the run is: design, seed, TrainConfig fields, evaluation settings
-        worker.log          output of the worker process (training, then evaluation)
-        final.json          written by training when it finishes (decaylab.train)
-        metrics.jsonl       training curve (decaylab.train)
-        checkpoints/        the latest checkpoint; its model directory is the trained model
-        eval.json           cached evaluation: extrapolation, recall, decay statistics
-        failed.json         only while the last attempt failed: exit status and the log's tail
-    report/                 written by decaylab.sweep.report
-
-A run id is ``<design key>-s<seed>`` (e.g. ``gla-vector-sep-none-s0``): stable across restarts
-and shared by every family that contains the design, so a design is trained once.
+The sweep directory and its files are described in :mod:`decaylab.sweep.rundir`.
 
 A run is executed by :func:`work`: it trains (``decaylab.train.train``, which resumes from the
 latest checkpoint and returns at once when ``final.json`` exists), then evaluates what
@@ -32,8 +18,6 @@ and the others go on; a worker that dies is replaced.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import queue
 import signal
@@ -47,133 +31,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from decaylab.atomic import write_text_atomic
-from decaylab.errors import DecaylabError
 from decaylab.lock import LOCK_FILE, exclusive_lock
-from decaylab.sweep.presets import Design, Family, Scale
+from decaylab.sweep.evaluation import evaluate_run
+from decaylab.sweep.presets import Scale
+from decaylab.sweep.rundir import (
+    EVAL_FILE,
+    FAILED_FILE,
+    LOG_FILE,
+    RUN_FILE,
+    Run,
+    read_json,
+    run_dir,
+    run_spec,
+    run_state,
+    write_json_atomic,
+)
+from decaylab.train.config import build_config
+from decaylab.train.loop import train
+from decaylab.train.rundir import FINAL_FILE
 
-SWEEP_FILE = "sweep.json"
-RUN_FILE = "run.json"
-FINAL_FILE = "final.json"
-EVAL_FILE = "eval.json"
-FAILED_FILE = "failed.json"
-LOG_FILE = "worker.log"
-
-
-class SweepError(DecaylabError):
-    """The sweep directory cannot hold this sweep (e.g. it was made at another scale)."""
-
-
-# --------------------------------------------------------------------------- expansion
-
-
-@dataclass(frozen=True)
-class Run:
-    """One training run of a sweep: a design, a seed, and the families that show it."""
-
-    design: Design
-    seed: int
-    families: tuple[str, ...]
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.design.key}-s{self.seed}"
-
-
-def expand(families: dict[str, Family], seeds: tuple[int, ...]) -> list[Run]:
-    """Every (design, seed) of ``families``, once each, in family order then design order.
-
-    Raises ``ValueError`` naming every invalid design."""
-    invalid = [f"{d.key}: {'; '.join(d.problems())}" for f in families.values() for d in f.designs if d.problems()]
-    if invalid:
-        raise ValueError("invalid designs in the sweep: " + " | ".join(invalid))
-    owners: dict[Design, list[str]] = {}
-    for key, family in families.items():
-        for design in family.designs:
-            owners.setdefault(design, [])
-            if key not in owners[design]:
-                owners[design].append(key)
-    return [Run(d, seed, tuple(keys)) for d, keys in owners.items() for seed in seeds]
-
-
-def run_spec(run: Run, scale: Scale, data: dict) -> dict:
-    """The content of ``run.json``: everything the worker needs, and nothing that varies between
-    restarts (the run directory itself is filled in by the worker, so a sweep directory can move)."""
-    train = scale.train_values(run.design, run.seed)
-    train["data"] = {k: v for k, v in data.items() if k != "unigram_ppl"}
-    return {
-        "run_id": run.run_id,
-        "design": dataclasses.asdict(run.design),
-        "seed": run.seed,
-        "train": train,
-        "evaluation": {
-            "seq_len": scale.seq_len,
-            "extrapolation_factor": scale.extrapolation_factor,
-            "extrapolation_batches": scale.extrapolation_batches,
-            "mqar_steps": scale.mqar_steps,
-            "mqar_task": scale.mqar_task,
-            "mqar_batch_size": scale.mqar_batch_size,
-            "analysis_batches": scale.analysis_batches,
-        },
-    }
-
-
-# --------------------------------------------------------------------------- sweep directory
-
-
-def write_json_atomic(path: Path, value: object) -> None:
-    """Replace ``path`` with ``value`` as JSON so that readers never see a partial file."""
-    write_text_atomic(path, json.dumps(value, indent=2) + "\n")
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def corrupt_result(run_dir: Path) -> str | None:
-    """Why the run's final.json or eval.json cannot be read (a file that is not a JSON object), or None."""
-    for name in (FINAL_FILE, EVAL_FILE):
-        try:
-            value = read_json(run_dir / name)
-        except (OSError, ValueError) as e:
-            return f"{name} is corrupt ({e}); delete it to redo that stage"
-        if value is not None and not isinstance(value, dict):
-            return f"{name} is corrupt (a JSON {type(value).__name__}, not an object); delete it to redo that stage"
-    return None
-
-
-def _family_record(family: Family) -> dict:
-    return {"name": family.name, "question": family.question,
-            "designs": [dataclasses.asdict(d) for d in family.designs]}
-
-
-def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scale, seeds: tuple[int, ...],
-               data: dict) -> dict:
-    """Create or extend ``root/sweep.json``; families and seeds are merged with a previous invocation's.
-
-    Raises :class:`SweepError` if the directory holds a sweep at another scale or on other data."""
-    root.mkdir(parents=True, exist_ok=True)
-    old = read_json(root / SWEEP_FILE)
-    record = {"preset": preset, "scale": scale.to_dict(), "data": data, "seeds": sorted(set(seeds)),
-              "families": {k: _family_record(f) for k, f in families.items()}}
-    if old is not None:
-        for key in ("scale", "data"):
-            if {k: v for k, v in old[key].items() if k != "unigram_ppl"} != {
-                    k: v for k, v in record[key].items() if k != "unigram_ppl"}:
-                raise SweepError(f"{root} holds a sweep with another {key} ({json.dumps(old[key])}); "
-                                 f"this one has {json.dumps(record[key])}. Use another --out directory.")
-        record["seeds"] = sorted(set(old["seeds"]) | set(record["seeds"]))
-        merged = dict(old["families"])
-        for key, fam in record["families"].items():
-            designs = merged.get(key, {"designs": []})["designs"]
-            union = designs + [d for d in fam["designs"] if d not in designs]
-            merged[key] = {**fam, "designs": sorted(union, key=lambda d: d["decay"] is None)}  # reference last
-        record["families"] = dict(sorted(merged.items()))
-        record["preset"] = old["preset"] if old["preset"] == preset else f"{old['preset']}+{preset}"
-        record["data"] = {**old["data"], **data}
-        record["invocations"] = old.get("invocations", [])
-    write_json_atomic(root / SWEEP_FILE, record)
-    return record
+# --------------------------------------------------------------------------- the machine and the dataset
 
 
 def environment() -> dict:
@@ -188,36 +65,6 @@ def environment() -> dict:
     return {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
             "decaylab": getattr(decaylab, "__version__", "unknown"),
             "hardware": f"{len(gpus)} × {gpus[0]}" if gpus else f"CPU, {len(os.sched_getaffinity(0))} cores"}
-
-
-def record_invocation(root: Path, entry: dict) -> None:
-    """Append one invocation (command, wall time, outcome counts, :func:`environment`) to ``sweep.json``."""
-    record = read_json(root / SWEEP_FILE)
-    record.setdefault("invocations", []).append({**entry, **environment()})
-    write_json_atomic(root / SWEEP_FILE, record)
-
-
-def load_sweep(root: Path) -> tuple[dict, dict[str, Family], list[Run]]:
-    """The sweep record of ``root``, its families and its runs (as :func:`expand` gives them)."""
-    record = read_json(Path(root) / SWEEP_FILE)
-    if record is None:
-        raise SweepError(f"{root} is not a sweep directory: it has no {SWEEP_FILE} (run `decaylab sweep --out {root}`)")
-    families = {k: Family(k, f["name"], f["question"], tuple(Design(**d) for d in f["designs"]))
-                for k, f in record["families"].items()}
-    return record, families, expand(families, tuple(record["seeds"]))
-
-
-def run_state(run_dir: Path) -> str:
-    """``complete`` (trained and evaluated), ``trained``, ``started``, ``failed`` (also when its
-    final.json or eval.json is corrupt) or ``new``."""
-    if corrupt_result(run_dir):
-        return "failed"
-    if (run_dir / FINAL_FILE).is_file():
-        evaluation = read_json(run_dir / EVAL_FILE)
-        return "complete" if evaluation is not None and evaluation.get("complete") else "trained"
-    if (run_dir / FAILED_FILE).is_file():
-        return "failed"
-    return "started" if (run_dir / "checkpoints").is_dir() else "new"
 
 
 def prepare_data(data: dict, progress: bool = True) -> dict:
@@ -306,21 +153,21 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     ``deferred``: not started, left for the next invocation."""
     todo, outcomes = [], {}
     for run in runs:
-        run_dir = root / "runs" / run.run_id
+        path = run_dir(root, run.run_id)
         spec = run_spec(run, scale, data)
-        old = read_json(run_dir / RUN_FILE)
+        old = read_json(path / RUN_FILE)
         if old is not None and old != spec:
             outcomes[run.run_id] = Outcome(run.run_id, "failed", message=(
-                f"{run_dir / RUN_FILE} describes another run than this sweep would make; "
+                f"{path / RUN_FILE} describes another run than this sweep would make; "
                 "move the run directory away or use another --out"))
             continue
-        if old is not None and run_state(run_dir) == "complete":
+        if old is not None and run_state(path) == "complete":
             outcomes[run.run_id] = Outcome(run.run_id, "skipped", message="finished earlier")
             continue
-        run_dir.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         if old is None:
-            write_json_atomic(run_dir / RUN_FILE, spec)
-        todo.append((run, run_dir.resolve()))
+            write_json_atomic(path / RUN_FILE, spec)
+        todo.append((run, path.resolve()))
     pool: queue.Queue = queue.Queue()
     envs = worker_slots(workers)[:max(len(todo), 1)]
     for env in envs:
@@ -399,10 +246,6 @@ def _execute(run: Run, run_dir: Path, worker: Worker, stopping: threading.Event)
 
 def work(run_dir: Path) -> None:
     """Train the run in ``run_dir`` (or resume it, or find it finished), then evaluate it."""
-    from decaylab.sweep.evaluation import evaluate_run
-    from decaylab.train.config import build_config
-    from decaylab.train.loop import train
-
     spec = read_json(run_dir / RUN_FILE)
     with exclusive_lock(run_dir / LOCK_FILE, wait=True):  # a run left running by a killed sweep finishes first
         train(build_config({**spec["train"], "run_dir": str(run_dir)}))

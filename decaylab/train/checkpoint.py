@@ -47,6 +47,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from decaylab.atomic import fsync_path, write_text_atomic
 from decaylab.model.folder import write_model_files
+from decaylab.train.rundir import checkpoints_root
 
 LATEST = "latest"
 MODEL_FILE = "model.safetensors"
@@ -56,11 +57,6 @@ TRAIN_CONFIG_FILE = "train_config.json"
 log = logging.getLogger(__name__)
 
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def checkpoints_root(run_dir: str | Path) -> Path:
-    """The directory holding a run's checkpoints and its ``latest`` pointer."""
-    return Path(run_dir) / "checkpoints"
 
 
 def step_name(step: int) -> str:

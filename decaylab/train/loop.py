@@ -35,7 +35,6 @@ from decaylab.atomic import write_text_atomic
 from decaylab.lock import LOCK_FILE, Locked, exclusive_lock
 from decaylab.train import build
 from decaylab.train.checkpoint import (
-    checkpoints_root,
     gather_model_state,
     gather_optimizer_state,
     latest_checkpoint,
@@ -60,10 +59,9 @@ from decaylab.train.distributed import (
 )
 from decaylab.train.metrics import MetricsLog
 from decaylab.train.optim import learning_rate, make_optimizer, set_learning_rate
+from decaylab.train.rundir import FINAL_FILE, checkpoints_root
 
 log = logging.getLogger(__name__)
-
-FINAL_FILE = "final.json"
 
 #: Fields that may differ between the run that wrote a checkpoint and the run resuming it: they
 #: change how the work is laid out or reported, not what is computed (the global batch is

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from decaylab.atomic import write_text_atomic
+from decaylab.train.rundir import METRICS_FILE, TENSORBOARD_DIR
 
-METRICS_FILE = "metrics.jsonl"
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +53,7 @@ class MetricsLog:
         elif tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step + 1, flush_secs=10)
+            self._writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=start_step + 1, flush_secs=10)
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` (which has a ``step``); numeric fields also go to TensorBoard."""

@@ -1,7 +1,8 @@
 """``decaylab sweep``: train and evaluate an experiment family (or all four) of the paper, then report.
 
 Re-running the same command resumes: finished runs are skipped, interrupted ones continue from
-their latest checkpoint. The presets and scales are described in :mod:`decaylab.sweep.presets`.
+their latest checkpoint. The presets and scales are described in :mod:`decaylab.sweep.presets`;
+``--size`` is a deprecated alias of ``--scale``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,8 @@ from pathlib import Path
 from decaylab.cli_args import positive_float, positive_int
 from decaylab.sweep import presets
 from decaylab.sweep.report import write_report
-from decaylab.sweep.runner import (
-    SweepError,
-    expand,
-    init_sweep,
-    prepare_data,
-    record_invocation,
-    run_state,
-    run_sweep,
-)
+from decaylab.sweep.rundir import LOG_FILE, SweepError, expand, init_sweep, record_invocation, run_dir, run_state
+from decaylab.sweep.runner import environment, prepare_data, run_sweep
 
 DESCRIPTION = """\
 Run the paper's experiment families: (a) decay parameterization, (b) parameter sharing,
@@ -55,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="designs, scale and seeds (default: quick)")
     parser.add_argument("--families", default=None, metavar="a,b,c,d",
                         help="only these families (default: all four)")
-    parser.add_argument("--size", default=None, choices=list(presets.SCALES),
+    parser.add_argument("--scale", default=None, choices=list(presets.SCALES),
                         help="model size and training budget (default: the preset's)")
+    parser.add_argument("--size", default=None, choices=list(presets.SCALES), help="deprecated alias of --scale")
     parser.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,...", help="default: the preset's")
     parser.add_argument("--steps", type=positive_int, default=None, help="training steps per run (default: the scale's)")
     parser.add_argument("--workers", type=positive_int, default=None,
@@ -67,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="GLOB",
                         help="run only the run ids matching this pattern, e.g. 'gla-*' (the report covers all)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="sweep directory (default: runs/sweeps/<preset>-<size>)")
+                        help="sweep directory (default: runs/sweeps/<preset>-<scale>, e.g. runs/sweeps/quick-quick)")
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
                         help="start no run that would not end within this many minutes of the start, judged by "
                              "the median duration of the runs finished so far (the first ones always start); "
@@ -77,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _command_line(args: argparse.Namespace, root: Path) -> str:
     """The ``decaylab sweep`` command that repeats this invocation."""
-    options = {"--preset": args.preset, "--families": args.families, "--size": args.size,
+    options = {"--preset": args.preset, "--families": args.families, "--scale": args.scale,
                "--seeds": ",".join(map(str, args.seeds)) if args.seeds else None, "--steps": args.steps,
                "--workers": args.workers, "--data-dir": args.data_dir, "--only": args.only,
                "--time-limit": args.time_limit, "--out": root}
@@ -88,9 +83,16 @@ def main(args: argparse.Namespace) -> int:
     """Run ``decaylab sweep``: 0 when no run failed (runs deferred by ``--time-limit`` wait for the
     next invocation), 1 when some failed, 2 for bad options, 130 after Ctrl-C."""
     start, started = time.perf_counter(), time.time()
+    if args.size is not None:
+        if args.scale is not None and args.scale != args.size:
+            print(f"decaylab sweep: error: --size {args.size} (a deprecated alias of --scale) contradicts "
+                  f"--scale {args.scale}; give --scale only", file=sys.stderr)
+            return 2
+        print(f"decaylab sweep: warning: --size is deprecated; use --scale {args.size}", file=sys.stderr)
+        args.scale = args.size
     try:
         families, scale, seeds = presets.resolve(
-            args.preset, args.families.split(",") if args.families else None, args.size, args.seeds)
+            args.preset, args.families.split(",") if args.families else None, args.scale, args.seeds)
         if args.steps is not None:
             scale = presets.with_train(scale, steps=args.steps, warmup_steps=args.steps // 10,
                                        ckpt_every=min(scale.train["ckpt_every"], args.steps))
@@ -102,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     selected = [r for r in runs if args.only is None or fnmatch.fnmatch(r.run_id, args.only)]
     if args.list:
         for run in selected:
-            print(f"{run.run_id:<45} {run_state(root / 'runs' / run.run_id):<9} families {','.join(run.families)}")
+            print(f"{run.run_id:<45} {run_state(run_dir(root, run.run_id)):<9} families {','.join(run.families)}")
         return 0
     data = dict(scale.data, **({"dir": args.data_dir} if args.data_dir else {}))
     print(f"preparing the dataset ({data['source']}, vocabulary {data['vocab_size']}) in {data['dir']} ...", flush=True)
@@ -124,7 +126,8 @@ def main(args: argparse.Namespace) -> int:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed", "interrupted", "deferred")}
     seconds = time.perf_counter() - start
     record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))})
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+                             **environment()})
     if counts["interrupted"]:
         print(f"\ninterrupted: {counts['done']} runs finished in {seconds:.0f} s; run the same command to resume "
               f"({root})", file=sys.stderr)
@@ -136,6 +139,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"{len(outcomes)} runs ({counts['skipped']} skipped, {counts['done']} run, {counts['failed']} failed) "
           f"in {seconds:.0f} s")
     for o in failed:
-        print(f"  failed: {o.run_id}: {o.message} (log: {root / 'runs' / o.run_id / 'worker.log'})")
+        print(f"  failed: {o.run_id}: {o.message} (log: {run_dir(root, o.run_id) / LOG_FILE})")
     print(f"report: {report}")
     return 1 if failed else 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from decaylab.sweep.report import write_report
-from decaylab.sweep.runner import SweepError
+from decaylab.sweep.rundir import SweepError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
