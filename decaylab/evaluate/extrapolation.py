@@ -60,7 +60,7 @@ def plot_extrapolation(tables: dict[str, dict], path: str | Path, metric: str = 
     """One line per model (label → :func:`extrapolation_table` result): ``metric`` per bucket against
     the bucket's centre in units of the training length; a dashed line marks the training length.
     Writes a PNG to ``path`` and returns the matplotlib Figure."""
-    from decaylab.analysis.plots import new_figure, save_figure
+    from decaylab.figures import new_figure, save_figure
 
     fig, ax = new_figure()
     for label, table in tables.items():
