@@ -90,7 +90,7 @@ def test_finished_run_is_returned_only_for_its_own_config(tmp_path, dataset_dir)
 def _count_steps(monkeypatch) -> dict:
     """Count data loading and training steps of the runs that follow."""
     calls = {"data": 0, "steps": 0}
-    real_open, real_step = build.open_datasets, loop._forward_backward
+    real_open, real_step = build.open_datasets, loop.forward_backward
 
     def open_datasets(*args, **kwargs):
         calls["data"] += 1
@@ -101,7 +101,7 @@ def _count_steps(monkeypatch) -> dict:
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(build, "open_datasets", open_datasets)
-    monkeypatch.setattr(loop, "_forward_backward", forward_backward)
+    monkeypatch.setattr(loop, "forward_backward", forward_backward)
     return calls
 
 

@@ -11,7 +11,7 @@ from decaylab.evaluate.loading import (
     resolve_model_dir,
     training_seq_len,
 )
-from decaylab.evaluate.perplexity import evaluate_perplexity, perplexity_over, token_nll
+from decaylab.evaluate.perplexity import evaluate_perplexity, token_nll
 from decaylab.evaluate.recall import (
     MQARTask,
     evaluate_mqar,
@@ -28,7 +28,6 @@ __all__ = [
     "generate_mqar",
     "load_model",
     "load_model_tokenizer",
-    "perplexity_over",
     "plot_extrapolation",
     "resolve_model_dir",
     "small_config_like",
