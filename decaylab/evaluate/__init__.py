@@ -14,6 +14,7 @@ from decaylab.evaluate.loading import (
 from decaylab.evaluate.perplexity import evaluate_perplexity, token_nll
 from decaylab.evaluate.recall import (
     MQARTask,
+    RecallProbe,
     evaluate_mqar,
     generate_mqar,
     small_config_like,
@@ -22,6 +23,7 @@ from decaylab.evaluate.recall import (
 
 __all__ = [
     "MQARTask",
+    "RecallProbe",
     "evaluate_mqar",
     "evaluate_perplexity",
     "extrapolation_table",

@@ -68,11 +68,11 @@ def _extrapolation(model, val, settings: dict, spec: dict) -> dict:
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
-    from decaylab.evaluate.recall import MQARTask, train_and_eval_mqar
+    from decaylab.evaluate.recall import RecallProbe, train_and_eval_mqar
 
-    return train_and_eval_mqar(model.config, MQARTask(**settings["mqar_task"]), steps=settings["mqar_steps"],
-                               batch_size=settings["mqar_batch_size"], seed=spec["seed"],
-                               device=next(model.parameters()).device, progress=False)
+    probe = RecallProbe(**settings["mqar_task"], steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"])
+    return train_and_eval_mqar(model.config, probe, seed=spec["seed"], device=next(model.parameters()).device,
+                               progress=False)
 
 
 def _decay(model, val, settings: dict, spec: dict) -> dict:

@@ -1,11 +1,9 @@
 """The training loop.
 
-Optimizer step ``s`` (0-based) with learning rate ``lr(s)`` minimizes the mean token
-cross-entropy over the global batch of ``micro_batch_size · A · W`` sequences of step ``s``,
-which depends on ``(seed, s)`` only (:mod:`decaylab.train.step`):
-
-    g        = clip(∇loss(s), grad_clip)
-    θ       ← AdamW(θ, g, lr(s))
+Step after step (:func:`decaylab.train.step.optimizer_step`), AdamW with learning rate ``lr(s)``
+minimizes the mean token cross-entropy over the global batch of ``micro_batch_size · A · W``
+sequences of step ``s``, which depends on ``(seed, s)`` only; the run validates, logs and
+checkpoints as its config says, and resumes from its latest checkpoint.
 
 Because the data of a step, the learning rate of a step and (on CPU) the arithmetic are pure
 functions of the step and the restored state, a run resumed from a checkpoint reproduces an
@@ -56,8 +54,8 @@ from decaylab.train.distributed import (
     wrap_model,
 )
 from decaylab.train.metrics import MetricsLog
-from decaylab.train.optim import learning_rate, make_optimizer, set_learning_rate
-from decaylab.train.step import evaluate, forward_backward
+from decaylab.train.optim import make_optimizer
+from decaylab.train.step import evaluate, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +130,10 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     try:
         for step in range(start_step, cfg.steps):
             done = step + 1
-            lr = learning_rate(step, cfg)
-            set_learning_rate(optimizer, lr)
             t0 = time.perf_counter()
-            loss, grad_norm = forward_backward(model, train_data, step, cfg, rt, mixed_precision)
+            loss, grad_norm, lr = optimizer_step(model, optimizer, train_data, step, cfg, rt, mixed_precision)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 raise TrainingDiverged(_divergence_message(done, loss, grad_norm, run_dir))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - t0
             clock["train_time_s"] += seconds
             if step == start_step and rt.is_main:

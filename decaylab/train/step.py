@@ -1,10 +1,12 @@
-"""One optimizer step's gradient, and the validation loss: the arithmetic of training, shared by
-the training loop, the evaluation of a trained model and the recall probe.
+"""One optimizer step, and the validation loss: the arithmetic of training, shared by the
+training loop, the evaluation of a trained model and the recall probe.
 
-For optimizer step ``s``, every process ``r`` of ``W`` takes ``A`` micro-batches; micro-batch ``m``
-is shard ``m·W + r`` of the global batch of step ``s``. The gradient is that of
+For optimizer step ``s`` (0-based), every process ``r`` of ``W`` takes ``A`` micro-batches;
+micro-batch ``m`` is shard ``m·W + r`` of the global batch of step ``s``. The step is
 
-    loss(s) = 1/(A·W) Σ_{r,m} CE(model(x_{s,m,r}), y_{s,m,r}),   clipped to norm ``grad_clip``.
+    loss(s) = 1/(A·W) Σ_{r,m} CE(model(x_{s,m,r}), y_{s,m,r})
+    g       = clip(∇loss(s), grad_clip)
+    θ      ← AdamW(θ, g, lr(s))
 
 The validation loss is token-weighted over batches (the last one may be smaller):
 
@@ -24,6 +26,7 @@ from torch import nn
 from decaylab.device import model_device
 from decaylab.train.config import TrainConfig
 from decaylab.train.distributed import Runtime, all_reduce_sum, gradient_sync
+from decaylab.train.optim import learning_rate, set_learning_rate
 
 
 def mean_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -65,6 +68,22 @@ def forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, r
     if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
         grad_norm = grad_norm.full_tensor()
     return loss, grad_norm.item()
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any, step: int, cfg: TrainConfig,
+                   rt: Runtime, autocast: Any) -> tuple[float, float, float]:
+    """Optimizer step ``step``: set the learning rate of ``cfg``'s schedule, accumulate and clip the
+    gradient (:func:`forward_backward`) and update the parameters, unless the loss or the gradient
+    norm is not finite (the parameters are then left as they were; the caller decides).
+
+    Returns (loss, gradient norm before clipping, learning rate)."""
+    lr = learning_rate(step, cfg)
+    set_learning_rate(optimizer, lr)
+    loss, grad_norm = forward_backward(model, data, step, cfg, rt, autocast)
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm, lr
 
 
 @torch.no_grad()
