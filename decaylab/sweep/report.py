@@ -107,7 +107,7 @@ def runs_csv(rows: list[dict]) -> str:
 def _figure():
     import matplotlib
 
-    from decaylab.analysis.plots import new_figure
+    from decaylab.figures import new_figure
 
     fig, ax = new_figure(9, 4.5)
     ax.set_prop_cycle(color=matplotlib.colormaps["tab20"].colors)
@@ -120,7 +120,7 @@ def _legend(ax, n: int) -> None:
 
 def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
     """Training loss (seed mean) and validation points against tokens, one colour per design."""
-    from decaylab.analysis.plots import save_figure
+    from decaylab.figures import save_figure
 
     fig, ax = _figure()
     drawn = 0
