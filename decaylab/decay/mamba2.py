@@ -45,7 +45,7 @@ class _Mamba2Family(Decay):
         """Δ_t = softplus(f_t + b) (or softplus(f_t) without b)."""
         return F.softplus(f if self.dt_bias is None else f + self.dt_bias.float())
 
-    def log_decay(self, f: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    def log_decay(self, f: torch.Tensor) -> torch.Tensor:
         dt = self.step_size(f)
         return -dt if self.a_log is None else -self.a_log.float().exp() * dt
 
