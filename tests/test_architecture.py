@@ -33,17 +33,6 @@ ROOT_STAGE = "model"
 #: Packages of one stage that must not import each other (each reads trained models on its own).
 PEERS = frozenset({"evaluate", "analysis"})
 
-#: Known violations on main while issue 15 is being done, as (importer, imported) edges:
-#: removed when issue-15 branches merge. An entry whose edge no longer exists fails the test.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("decaylab.data.shards", "decaylab.data.dataset"): "cycle: data.dataset <-> data.shards (lazy import back)",
-    ("decaylab.sweep.runner", "decaylab.sweep.evaluation"): "cycle: sweep.evaluation <-> sweep.runner",
-    ("decaylab.analysis.decay_stats", "decaylab.evaluate.perplexity"): "analysis -> evaluate (autocast)",
-    ("decaylab.analysis.command", "decaylab.evaluate.loading"): "analysis -> evaluate (model loading)",
-    ("decaylab.evaluate.extrapolation", "decaylab.analysis.plots"): "evaluate -> analysis (figures)",
-}
-
-
 def module_files() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its ``__init__.py``)."""
     modules = {}
@@ -92,10 +81,6 @@ def import_graph() -> dict[str, dict[str, int]]:
             if target is not None and target != module:
                 graph[module].setdefault(target, line)
     return graph
-
-
-def without_known(graph: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    return {m: {t: line for t, line in edges.items() if (m, t) not in KNOWN_VIOLATIONS} for m, edges in graph.items()}
 
 
 def top_name(module: str) -> str:
@@ -158,7 +143,7 @@ def test_every_module_belongs_to_a_stage():
 
 def test_no_import_cycle():
     graph = import_graph()
-    cycle = find_cycle(without_known(graph))
+    cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + "; ".join(where(a, b, graph) for a, b in zip(cycle, cycle[1:]))
 
 
@@ -182,13 +167,5 @@ def reaches(graph: dict[str, dict[str, int]], start: str, goal: str) -> bool:
 
 def test_imports_point_down_the_pipeline():
     graph = import_graph()
-    wrong = [where(m, t, graph) for m, edges in without_known(graph).items() for t in edges if points_up(m, t)]
+    wrong = [where(m, t, graph) for m, edges in graph.items() for t in edges if points_up(m, t)]
     assert not wrong, "imports from a later stage (or between evaluate and analysis):\n" + "\n".join(wrong)
-
-
-def test_known_violations_are_still_violations():
-    """Each entry's edge still exists and still points up or closes a cycle; else it is fixed."""
-    graph = import_graph()
-    fixed = [(m, t) for m, t in KNOWN_VIOLATIONS
-             if t not in graph.get(m, {}) or not (points_up(m, t) or reaches(graph, t, m))]
-    assert not fixed, f"fixed: remove these from KNOWN_VIOLATIONS in {__file__}: {fixed}"
