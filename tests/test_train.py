@@ -309,3 +309,12 @@ def test_resume_refuses_a_changed_config(tmp_path, dataset_dir):
     with pytest.raises(ConfigError, match="global batch of 4"):
         train(tiny_config(run_dir, dataset_dir, steps=2, micro_batch_size=2))
     train(tiny_config(run_dir, dataset_dir, steps=2, micro_batch_size=2, grad_accum=2))  # same global batch
+
+
+def test_cuda_graphs_with_gradient_accumulation_are_refused():
+    """reduce-overhead replays overwrite the gradients of earlier micro-steps (measured on an H200):
+    the config names the conflict and both ways out; one micro-step, or compile off, is accepted."""
+    with pytest.raises(ConfigError, match=r"grad_accum=4.*grad_accum=1.*compile_mode=default"):
+        TrainConfig(compile_mode="reduce-overhead", grad_accum=4)
+    assert TrainConfig(compile_mode="reduce-overhead", grad_accum=1).grad_accum == 1
+    assert TrainConfig(compile_mode="reduce-overhead", grad_accum=4, compile="false").grad_accum == 4
