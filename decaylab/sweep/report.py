@@ -35,6 +35,7 @@ from decaylab.sweep.presets import Family, design_key, design_label
 from decaylab.sweep.rundir import REPORT_DIR, DesignResult, collect
 from decaylab.sweep.verdicts import (
     Claim,
+    MIN_SEEDS,
     PooledVariance,
     claims,
     initial_decay,
@@ -369,6 +370,21 @@ def previous_verdicts(preset: str) -> tuple[str, dict[int, str]] | None:
     return next((PREVIOUS_VERDICTS[p] for p in preset.split("+") if p in PREVIOUS_VERDICTS), None)
 
 
+def _more_seeds(seeds: dict[str, int], wanted: dict[str, int]) -> list[str]:
+    """One line per target seed count (close calls first); "every other design" where it applies to all the rest."""
+    lines, named = [], set()
+    for n in sorted(set(wanted.values()), reverse=True):
+        labels = sorted(label for label, want in wanted.items() if want == n)
+        rest = set(seeds) - named
+        who = (f"every {'other ' if named else ''}design ({len(labels)})" if set(labels) == rest and len(labels) > 3
+               else ", ".join(labels))
+        why = "close calls: an interval that crosses zero by less than half its half-width" if n > MIN_SEEDS \
+            else "the minimum"
+        lines += [f"More seeds needed ({why}): {n} for {who}.", ""]
+        named |= set(labels)
+    return lines
+
+
 def _claims_section(found: list[Claim], pool: PooledVariance, results: dict[str, DesignResult],
                     previous: tuple[str, dict[int, str]] | None) -> list[str]:
     head = "| # | family | the paper says | this sweep measured | verdict |"
@@ -382,14 +398,12 @@ def _claims_section(found: list[Claim], pool: PooledVariance, results: dict[str,
         lines.append(row)
     lines += [""]
     if previous:
-        lines += [f"Then: the verdicts of [{previous[0]}]({previous[0]}) (rule: a difference beyond 2·SE of two "
+        lines += [f"Then: the verdicts of `{previous[0]}` (rule: a difference beyond 2·SE of two "
                   "seeds; its *inconclusive* is *not decided* here). Now: this report's rule, below.", ""]
     lines += [rule_text(pool), ""]
     seeds = {design_label(r.design): len(r.losses()) for r in results.values()}
     wanted = seeds_needed(seeds, [x for c in found for x in c.comparisons])
-    if wanted:
-        lines += ["More seeds needed: " + "; ".join(f"{label} ({seeds.get(label, 0)} → {n})"
-                                                   for label, n in sorted(wanted.items())) + ".", ""]
+    lines += _more_seeds(seeds, wanted)
     lines += ["Comparisons:", ""]
     for c in found:
         if c.details:
