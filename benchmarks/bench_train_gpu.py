@@ -28,7 +28,8 @@ import torch
 
 from decaylab.model import build_model, make_config
 from decaylab.train.config import TrainConfig
-from decaylab.train.loop import compile_model, mean_loss
+from decaylab.train.loop import compile_model
+from decaylab.train.step import mean_loss
 from decaylab.train.optim import make_optimizer
 
 CHUNK = 64

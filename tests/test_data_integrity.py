@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from decaylab.data import TokenDataset, prepare_dataset
 from decaylab.data.corpus import EMBEDDED_DIR
-from decaylab.data.manifest import read_versioned_manifest, xxh3_file
-from decaylab.data.shards import MANIFEST_FILE, sha256_file
+from decaylab.data.manifest import MANIFEST_FILE, read_versioned_manifest, sha256_file, xxh3_file
 from tests.test_train import dataset_dir, write_corpus  # noqa: F401  (dataset_dir is a fixture)
 
 

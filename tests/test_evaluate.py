@@ -14,6 +14,7 @@ from torch import nn
 
 from decaylab.evaluate import (
     MQARTask,
+    RecallProbe,
     evaluate_mqar,
     evaluate_perplexity,
     extrapolation_table,
@@ -21,7 +22,7 @@ from decaylab.evaluate import (
     plot_extrapolation,
     train_and_eval_mqar,
 )
-from decaylab.evaluate.recall import IGNORE, recall_accuracy
+from decaylab.evaluate.recall import IGNORE, MQARStream, recall_accuracy
 from decaylab.model import build_model, make_config
 from tests.conftest import write_choice_task
 
@@ -155,10 +156,50 @@ def test_mqar_lookup_oracle_is_perfect_and_constant_predictor_is_at_chance():
     assert correct / queries == pytest.approx(task.chance, abs=0.015)
 
 
+def test_mqar_stream_batches_answer_each_query_with_the_value_its_key_was_paired_with():
+    task = MQARTask(seq_len=40, num_pairs=5, vocab_size=30)
+    stream = MQARStream(task)
+    inputs, targets = stream.batch(7, 12, 40, seed=2)
+    assert torch.equal(inputs, generate_mqar(task, 12, seed=2 * 1_000_003 + 7)[0])
+    for x, y in zip(inputs.tolist(), targets.tolist()):
+        key_to_value = dict(zip(x[0:10:2], x[1:10:2]))  # the pairs the sequence starts with
+        answers = {x[t]: y[t] for t in range(40) if y[t] != IGNORE}
+        assert answers == key_to_value
+    # rank r of w takes rows r·b … of the global batch, as TokenDataset.batch does
+    halves = [stream.batch(7, 6, 40, seed=2, rank=r, world_size=2) for r in (0, 1)]
+    assert torch.equal(torch.cat([h[0] for h in halves]), inputs)
+    assert torch.equal(torch.cat([h[1] for h in halves]), targets)
+    with pytest.raises(ValueError, match="seq_len"):
+        stream.batch(0, 2, 32)
+
+
+def test_mqar_random_predictions_over_the_values_score_chance():
+    """A predictor drawing a uniformly random value id: accuracy 1 / num_values (here 1/12) within
+    0.015 (about 5 standard deviations at 8000 queries)."""
+    task = MQARTask(seq_len=32, num_pairs=4, vocab_size=24)
+    inputs, targets = generate_mqar(task, 2000, seed=5)
+    logits = torch.full((*inputs.shape, 24), -1e9)
+    logits[..., task.num_keys + 1:] = torch.rand(*inputs.shape, task.num_values, generator=torch.Generator().manual_seed(0))
+    correct, queries = recall_accuracy(logits, targets)
+    assert queries == 2000 * 4
+    assert correct / queries == pytest.approx(1 / task.num_values, abs=0.015)
+
+
+def test_recall_probe_sets_the_task_vocabulary_and_the_width():
+    config = make_config("micro", decay="gla")
+    probe = RecallProbe(vocab_size=32, hidden_size=32)
+    small = probe.model_config(config)
+    assert (small.vocab_size, small.hidden_size, small.num_heads, small.head_dim) == (32, 32, 2, 16)
+    assert probe.model_config(make_config("micro", arch="softmax")).num_attention_heads == 2
+    assert RecallProbe().model_config(config).hidden_size == config.hidden_size
+    cfg = probe.train_config(seed=3)
+    assert (cfg.seed, cfg.seq_len, cfg.steps, cfg.micro_batch_size, cfg.lr) == (3, 64, 300, 32, 3e-3)
+
+
 def test_tiny_model_trained_on_easy_mqar_beats_chance():
-    task = MQARTask(seq_len=16, num_pairs=2, vocab_size=16)
+    probe = RecallProbe(seq_len=16, num_pairs=2, vocab_size=16, steps=100, batch_size=16, lr=1e-2)
     config = make_config("micro", decay="sd-0.9", decay_granularity="scalar")
-    result = train_and_eval_mqar(config, task, steps=100, batch_size=16, lr=1e-2, progress=False)
+    result = train_and_eval_mqar(config, probe, progress=False)
     assert result["chance"] == 1 / 8
     assert result["accuracy"] > 3 * result["chance"], result
 

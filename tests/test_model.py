@@ -1,5 +1,6 @@
 """Model interfaces (Auto classes, save/load, presets) and each decay's formula and init."""
 
+import inspect
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import decaylab  # noqa: F401  (registers the Auto classes)
-from decaylab.decay import DecayContext, DecaySpec
+from decaylab.decay import DECAYS, DecayContext, DecaySpec
 from decaylab.decay.fixed import tnl_log_decay
 from decaylab.model import build_model, count_parameters, load_pretrained, make_config
 
@@ -107,6 +108,18 @@ def test_tnl_values_and_tnl_l_starts_at_them():
         assert torch.allclose(fixed(None, batch_shape=(2, 3))[0], learned(None, batch_shape=(2, 3))[0])
         assert len(list(fixed.parameters())) == 0 and len(list(learned.parameters())) == 1
     assert math.isclose(tnl_log_decay(H, 0, L)[0].item(), -(1 + 1e-5) / 2)
+
+
+@pytest.mark.parametrize("name", sorted(DECAYS))
+def test_each_decay_takes_exactly_the_model_inputs_it_declares(name):
+    """A decay sees only what its needs_* flags ask for: no catch-all keyword arguments."""
+    cls = DECAYS[name]
+    method = cls.forward if cls.stateful else cls.log_decay
+    params = inspect.signature(method).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    declared = {arg for arg, flag in (("lower_bound", cls.needs_lower_bound), ("batch_shape", cls.needs_batch_shape))
+                if flag}
+    assert set(params) - {"self", "f", "state", "mask"} == declared
 
 
 @pytest.mark.parametrize("name", ["lightnet", "lssp"])

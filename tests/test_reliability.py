@@ -90,18 +90,18 @@ def test_finished_run_is_returned_only_for_its_own_config(tmp_path, dataset_dir)
 def _count_steps(monkeypatch) -> dict:
     """Count data loading and training steps of the runs that follow."""
     calls = {"data": 0, "steps": 0}
-    real_open, real_step = build.open_datasets, loop._forward_backward
+    real_open, real_step = build.open_datasets, loop.optimizer_step
 
     def open_datasets(*args, **kwargs):
         calls["data"] += 1
         return real_open(*args, **kwargs)
 
-    def forward_backward(*args, **kwargs):
+    def optimizer_step(*args, **kwargs):
         calls["steps"] += 1
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(build, "open_datasets", open_datasets)
-    monkeypatch.setattr(loop, "_forward_backward", forward_backward)
+    monkeypatch.setattr(loop, "optimizer_step", optimizer_step)
     return calls
 
 

@@ -141,7 +141,7 @@ def test_help_lists_every_field_with_its_default():
     import argparse
     import dataclasses
 
-    from decaylab.train.command import add_arguments
+    from decaylab.commands.train import add_arguments
 
     parser = argparse.ArgumentParser(prog="decaylab train")
     add_arguments(parser)

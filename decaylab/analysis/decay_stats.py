@@ -29,9 +29,8 @@ from torch import nn
 from tqdm import tqdm
 
 from decaylab.atomic import write_text_atomic
-from decaylab.evaluate.perplexity import autocast, model_device
+from decaylab.device import autocast, model_device
 
-QUANTITIES = ("decay", "half_life")
 STATS = ("min", "q25", "median", "q75", "max")
 LN2 = math.log(2.0)
 

@@ -1,4 +1,4 @@
-"""PNG plots of decay statistics (matplotlib's Agg canvas; every function returns its Figure).
+"""PNG plots of decay statistics (figures from :mod:`decaylab.figures`; every function returns its Figure).
 
 - :func:`plot_median_decay_by_layer`: median λ per layer, one line per model of a family (the
   paper's figures);
@@ -9,35 +9,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from decaylab.analysis.decay_stats import DecayStats
-from decaylab.atomic import write_bytes_atomic
+from decaylab.figures import new_figure, save_figure
 
 HALF_LIFE_CAP = 1e7  # tokens
-
-
-def new_figure(width: float = 6.4, height: float = 4.0):
-    """A figure with one axes on an Agg canvas (no pyplot global state, no change of the process's backend)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG to ``path`` atomically (readers never see a partial image)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=dpi)
-    write_bytes_atomic(path, png.getvalue())
-    return path
 
 
 def plot_median_decay_by_layer(stats: list[DecayStats], path: str | Path, key: str = "decay_median",

@@ -1,1 +1,2 @@
-"""Small subcommands that belong to no single pipeline stage."""
+"""The `decaylab` subcommands, one module each (``add_arguments(parser)``, ``main(args) -> int``),
+registered in :data:`decaylab.cli.COMMANDS`."""

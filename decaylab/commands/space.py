@@ -1,4 +1,4 @@
-"""``decaylab space``: the table of every valid design-space combination."""
+"""``decaylab space``: print the design table (:mod:`decaylab.model.design_table`), optionally as CSV too."""
 
 from __future__ import annotations
 
@@ -13,18 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import csv
+    from decaylab.atomic import write_text_atomic
+    from decaylab.model.design_table import design_rows, format_table, table_csv
 
-    from decaylab.space import format_table, space_table
-
-    rows = space_table(args.size)
+    rows = design_rows(args.size)
     print(format_table(rows))
     if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["decay", "decay_granularity", "share_decay_key", "positional", "parameters", "median_initial_decay"])
-            for r in rows:
-                s = r.spec
-                writer.writerow([s.decay, s.decay_granularity, s.share_decay_key, s.positional, r.parameters,
-                                 f"{r.median_initial_decay:.6f}"])
+        write_text_atomic(args.csv, table_csv(rows))
     return 0

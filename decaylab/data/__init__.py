@@ -7,7 +7,8 @@
 """
 from decaylab.data.corpus import load_corpus_documents, load_embedded_documents, load_large_documents
 from decaylab.data.dataset import TokenDataset, unigram_perplexity
-from decaylab.data.shards import prepare_dataset, read_manifest, validate_dataset
+from decaylab.data.manifest import read_manifest, validate_dataset
+from decaylab.data.prepare import prepare_dataset
 from decaylab.data.sources import DocumentSource, open_source
 from decaylab.data.tokenizer import EOT, load_tokenizer, train_bpe_tokenizer
 

@@ -16,10 +16,9 @@ import os
 from pathlib import Path
 
 from decaylab.atomic import write_bytes_atomic, write_text_atomic
-from decaylab.data.manifest import read_versioned_manifest
+from decaylab.data.manifest import MANIFEST_FILE, read_versioned_manifest
 
 CORPUS_FILE = "corpus.jsonl.xz"
-MANIFEST_FILE = "manifest.json"
 CORPUS_FORMAT = "decaylab-corpus"
 CORPUS_FORMAT_VERSION = 1
 

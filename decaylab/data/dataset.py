@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from decaylab.data.shards import SPLITS, TOKENIZER_FILE, validate_dataset, rebuild_hint
+from decaylab.data.manifest import SPLITS, rebuild_hint, validate_dataset
 from decaylab.data.tokenizer import tokenizer_from_file, tokenizer_vocab_size
 
 COUNT_CHUNK = 1 << 24
@@ -93,10 +93,11 @@ class TokenDataset:
     def tokenizer(self) -> PreTrainedTokenizerFast:
         """The tokenizer the shards were made with (loaded on first use, checked against the manifest)."""
         info = self.manifest["tokenizer"]
-        tok = tokenizer_from_file(self.directory / TOKENIZER_FILE, info["eot_token"])
+        path = self.directory / info["file"]
+        tok = tokenizer_from_file(path, info["eot_token"])
         if tokenizer_vocab_size(tok) != self.vocab_size or tok.eos_token_id != self.eot_id:
             raise ValueError(
-                f"{self.directory / TOKENIZER_FILE} has vocab size {tokenizer_vocab_size(tok)} and eot id {tok.eos_token_id}, "
+                f"{path} has vocab size {tokenizer_vocab_size(tok)} and eot id {tok.eos_token_id}, "
                 f"the shards were made with {self.vocab_size} and {self.eot_id}; {rebuild_hint(self.directory)}"
             )
         return tok

@@ -35,10 +35,10 @@ from decaylab.data.corpus import (
     EMBEDDED_HINT,
     LARGE_DIR,
     LARGE_HINT,
-    MANIFEST_FILE as CORPUS_MANIFEST,
     load_corpus_documents,
     read_corpus_manifest,
 )
+from decaylab.data.manifest import MANIFEST_FILE
 from decaylab.data.tokenizer import EOT
 
 SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
@@ -84,7 +84,7 @@ def open_source(spec: str | Path, *, text_field: str = "text") -> DocumentSource
 
 def _is_corpus_dir(path: Path) -> bool:
     try:
-        return json.loads((path / CORPUS_MANIFEST).read_text()).get("format") == CORPUS_FORMAT
+        return json.loads((path / MANIFEST_FILE).read_text()).get("format") == CORPUS_FORMAT
     except (OSError, ValueError):
         return False
 

@@ -13,8 +13,10 @@ from typing import Iterable
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from decaylab.data.manifest import FORMAT as DATASET_FORMAT, MANIFEST_FILE
+
 EOT = "<|endoftext|>"
-TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_FILE = "tokenizer.json"  # its name in a prepared dataset and in a model folder
 
 
 def train_bpe_tokenizer(
@@ -69,9 +71,9 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
     path = Path(name_or_path)
     if path.is_file():
         return tokenizer_from_file(path)
-    if (path / "manifest.json").is_file() and (path / TOKENIZER_FILE).is_file():
-        manifest = json.loads((path / "manifest.json").read_text())
-        if manifest.get("format") == "decaylab-tokens":
+    if (path / MANIFEST_FILE).is_file() and (path / TOKENIZER_FILE).is_file():
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        if manifest.get("format") == DATASET_FORMAT:
             return tokenizer_from_file(path / TOKENIZER_FILE, manifest["tokenizer"]["eot_token"])
     tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
     if not tok.is_fast:

@@ -27,8 +27,12 @@ class Decay(nn.Module):
     """Maps the decay projection f_t ∈ R^channels to a log decay g_t ≤ 0 (float32).
 
     Subclasses set the class flags below, document their formula, and own their init.
-    ``forward(f, state, mask)`` returns ``(log_decay [B, T, channels], new_state)``; ``state`` is
-    only used by position-dependent decays (``stateful``) and is None otherwise.
+    ``forward(f, state, mask, **inputs)`` returns ``(log_decay [B, T, channels], new_state)``; ``state`` is
+    only used by position-dependent decays (``stateful``) and is None otherwise. ``inputs`` holds only
+    what the class declares it needs (see :meth:`inputs`), as keyword arguments of its ``log_decay``:
+
+        needs_lower_bound  lower_bound = γ [L, channels], the model's per-layer lower bounds (HGRN2)
+        needs_batch_shape  batch_shape = (B, T), for a decay without a projection to take it from (TNL)
     """
 
     name: ClassVar[str]
@@ -36,14 +40,24 @@ class Decay(nn.Module):
     has_key_form: ClassVar[bool] = True  # can be shared with the key projection (axis 2)
     supports_vector: ClassVar[bool] = True
     stateful: ClassVar[bool] = False  # carries a running quantity across positions
-    needs_lower_bound: ClassVar[bool] = False  # HGRN2: a per-layer lower bound owned by the model
+    needs_lower_bound: ClassVar[bool] = False
+    needs_batch_shape: ClassVar[bool] = False
 
     def __init__(self, ctx: DecayContext):
         super().__init__()
         self.ctx = ctx
 
-    def log_decay(self, f: torch.Tensor | None, **kwargs) -> torch.Tensor:
-        """Stateless decays: g_t from f_t alone. f: [B, T, channels] float32."""
+    def inputs(self, lower_bound: torch.Tensor | None, batch_shape: tuple[int, int]) -> dict:
+        """Of what the model offers, the keyword arguments this decay declares (its ``needs_*`` flags)."""
+        inputs = {}
+        if self.needs_lower_bound:
+            inputs["lower_bound"] = lower_bound
+        if self.needs_batch_shape:
+            inputs["batch_shape"] = batch_shape
+        return inputs
+
+    def log_decay(self, f: torch.Tensor | None) -> torch.Tensor:
+        """Stateless decays: g_t from f_t alone (and the declared inputs). f: [B, T, channels] float32."""
         raise NotImplementedError
 
     def forward(
@@ -51,10 +65,10 @@ class Decay(nn.Module):
         f: torch.Tensor | None,
         state: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
-        **kwargs,
+        **inputs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log decay [B, T, channels] (0 where ``mask`` [B, T] is False) and the carried state."""
-        g = self.log_decay(None if f is None else f.float(), **kwargs)
+        g = self.log_decay(None if f is None else f.float(), **inputs)
         if mask is not None:
             g = g.masked_fill(~mask[..., None], 0.0)
         return g, None

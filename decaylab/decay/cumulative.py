@@ -29,7 +29,7 @@ class LightNetDecay(Decay):
     name = "lightnet"
     stateful = True
 
-    def forward(self, f, state=None, mask=None, **kwargs):
+    def forward(self, f, state=None, mask=None):
         f = f.float()
         if mask is not None:
             f = f.masked_fill(~mask[..., None], _NEG)
@@ -46,7 +46,7 @@ class LSSPDecay(Decay):
     name = "lssp"
     stateful = True
 
-    def forward(self, f, state=None, mask=None, **kwargs):
+    def forward(self, f, state=None, mask=None):
         increment = F.softplus(f.float())
         if mask is not None:
             increment = increment.masked_fill(~mask[..., None], 0.0)

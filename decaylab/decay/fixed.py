@@ -33,12 +33,13 @@ class TNLDecay(Decay):
     uses_projection = False
     has_key_form = False
     supports_vector = False
+    needs_batch_shape = True  # no f_t to take [B, T] from
 
     def __init__(self, ctx: DecayContext):
         super().__init__(ctx)
         self.register_buffer("value", tnl_log_decay(ctx.num_heads, ctx.layer_idx, ctx.num_layers).float())
 
-    def log_decay(self, f, batch_shape=(), **kwargs):
+    def log_decay(self, f: torch.Tensor | None, batch_shape: tuple[int, ...] = ()) -> torch.Tensor:
         return self.value.float().expand(*batch_shape, -1)
 
 
@@ -57,5 +58,5 @@ class TNLLearnedDecay(TNLDecay):
         with torch.no_grad():
             self.theta.copy_((-self.value.double()).log())
 
-    def log_decay(self, f, batch_shape=(), **kwargs):
+    def log_decay(self, f: torch.Tensor | None, batch_shape: tuple[int, ...] = ()) -> torch.Tensor:
         return -self.theta.float().exp().expand(*batch_shape, -1)

@@ -20,7 +20,7 @@ class GLADecay(Decay):
 
     name = "gla"
 
-    def log_decay(self, f: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    def log_decay(self, f: torch.Tensor) -> torch.Tensor:
         return F.logsigmoid(f / TEMPERATURE)
 
 
@@ -30,5 +30,5 @@ class GLAPowerDecay(Decay):
 
     name = "gla-pow"
 
-    def log_decay(self, f: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    def log_decay(self, f: torch.Tensor) -> torch.Tensor:
         return F.logsigmoid(f) / TEMPERATURE

@@ -37,7 +37,7 @@ class HGRN2Decay(Decay):
     name = "hgrn2"
     needs_lower_bound = True
 
-    def log_decay(self, f: torch.Tensor | None, lower_bound: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def log_decay(self, f: torch.Tensor, lower_bound: torch.Tensor | None = None) -> torch.Tensor:
         if lower_bound is None:
             raise ValueError("hgrn2 decay needs the model's per-layer lower bound (lower_bound=...)")
         if self.ctx.layer_idx == 0:

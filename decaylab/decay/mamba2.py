@@ -23,6 +23,8 @@ DT_MIN, DT_MAX, DT_FLOOR = 1e-3, 1e-1, 1e-4
 
 
 class _Mamba2Family(Decay):
+    """g = −exp(a) ⊙ softplus(f + b), with a and b each switched on or off by the member's flags."""
+
     use_a: bool
     use_delta_bias: bool
 
@@ -45,7 +47,7 @@ class _Mamba2Family(Decay):
         """Δ_t = softplus(f_t + b) (or softplus(f_t) without b)."""
         return F.softplus(f if self.dt_bias is None else f + self.dt_bias.float())
 
-    def log_decay(self, f: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    def log_decay(self, f: torch.Tensor) -> torch.Tensor:
         dt = self.step_size(f)
         return -dt if self.a_log is None else -self.a_log.float().exp() * dt
 
@@ -53,33 +55,15 @@ class _Mamba2Family(Decay):
         return self.step_size(f.float())
 
 
-@register
-class Mamba2Decay(_Mamba2Family):
-    """Mamba2: g = −exp(a) ⊙ softplus(f + b)."""
-
-    name = "mamba2"
-    use_a, use_delta_bias = True, True
+def _variant(class_name: str, name: str, use_a: bool, use_delta_bias: bool, formula: str) -> type[Decay]:
+    """Register the member ``name`` of the family (with or without A, with or without the Δ bias)."""
+    attributes = {"name": name, "use_a": use_a, "use_delta_bias": use_delta_bias, "__doc__": formula}
+    return register(type(class_name, (_Mamba2Family,), attributes))
 
 
-@register
-class Mamba2NoADecay(_Mamba2Family):
-    """Mamba2 without A: g = −softplus(f + b)."""
-
-    name = "mamba2-no-a"
-    use_a, use_delta_bias = False, True
-
-
-@register
-class Mamba2NoDeltaDecay(_Mamba2Family):
-    """Mamba2 without Δ bias: g = −exp(a) ⊙ softplus(f)."""
-
-    name = "mamba2-no-delta"
-    use_a, use_delta_bias = True, False
-
-
-@register
-class Mamba2NoANoDeltaDecay(_Mamba2Family):
-    """Mamba2 without A and Δ bias: g = −softplus(f)."""
-
-    name = "mamba2-no-a-no-delta"
-    use_a, use_delta_bias = False, False
+Mamba2Decay = _variant("Mamba2Decay", "mamba2", True, True, "Mamba2: g = −exp(a) ⊙ softplus(f + b).")
+Mamba2NoADecay = _variant("Mamba2NoADecay", "mamba2-no-a", False, True, "Mamba2 without A: g = −softplus(f + b).")
+Mamba2NoDeltaDecay = _variant("Mamba2NoDeltaDecay", "mamba2-no-delta", True, False,
+                              "Mamba2 without Δ bias: g = −exp(a) ⊙ softplus(f).")
+Mamba2NoANoDeltaDecay = _variant("Mamba2NoANoDeltaDecay", "mamba2-no-a-no-delta", False, False,
+                                 "Mamba2 without A and Δ bias: g = −softplus(f).")

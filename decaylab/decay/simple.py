@@ -35,5 +35,5 @@ class SimpleDecay(Decay):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.offset, math.log(self.p / (1.0 - self.p)))
 
-    def log_decay(self, f, **kwargs):
+    def log_decay(self, f: torch.Tensor) -> torch.Tensor:
         return F.logsigmoid(f + self.offset.float())

@@ -11,9 +11,10 @@ from decaylab.evaluate.loading import (
     resolve_model_dir,
     training_seq_len,
 )
-from decaylab.evaluate.perplexity import evaluate_perplexity, perplexity_over, token_nll
+from decaylab.evaluate.perplexity import evaluate_perplexity, token_nll
 from decaylab.evaluate.recall import (
     MQARTask,
+    RecallProbe,
     evaluate_mqar,
     generate_mqar,
     small_config_like,
@@ -22,13 +23,13 @@ from decaylab.evaluate.recall import (
 
 __all__ = [
     "MQARTask",
+    "RecallProbe",
     "evaluate_mqar",
     "evaluate_perplexity",
     "extrapolation_table",
     "generate_mqar",
     "load_model",
     "load_model_tokenizer",
-    "perplexity_over",
     "plot_extrapolation",
     "resolve_model_dir",
     "small_config_like",

@@ -12,7 +12,6 @@ The buckets partition the positions, so the token-weighted mean of the loss_j is
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from decaylab.evaluate.perplexity import token_nll
+from decaylab.train.step import perplexity
 
 
 def extrapolation_table(model: nn.Module, dataset, train_len: int, factor: int = 4, batch_size: int = 4,
@@ -53,14 +53,14 @@ def extrapolation_table(model: nn.Module, dataset, train_len: int, factor: int =
 
 def _row(nll: float, tokens: int, **where) -> dict:
     loss = nll / tokens
-    return {**where, "tokens": tokens, "loss": loss, "ppl": math.exp(min(loss, 700.0))}
+    return {**where, "tokens": tokens, "loss": loss, "ppl": perplexity(loss)}
 
 
 def plot_extrapolation(tables: dict[str, dict], path: str | Path, metric: str = "ppl"):
     """One line per model (label → :func:`extrapolation_table` result): ``metric`` per bucket against
     the bucket's centre in units of the training length; a dashed line marks the training length.
     Writes a PNG to ``path`` and returns the matplotlib Figure."""
-    from decaylab.analysis.plots import new_figure, save_figure
+    from decaylab.figures import new_figure, save_figure
 
     fig, ax = new_figure()
     for label, table in tables.items():

@@ -27,8 +27,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
     raise ImportError("the lm-eval adapter needs lm-evaluation-harness and accelerate: "
                       "pip install 'decaylab[eval]'") from err
 
-import torch
-
+from decaylab.device import pick_device
 from decaylab.evaluate.loading import load_model, load_model_tokenizer
 from decaylab.model.folder import folder_tokenizer
 
@@ -45,7 +44,7 @@ class DecaylabLM(HFLM):
 
     def __init__(self, pretrained: str, tokenizer: str | None = None, device: str | None = None,
                  batch_size: int | str = 8, max_length: int = 2048, **kwargs):
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = str(pick_device(device or "auto"))
         model = load_model(pretrained, device)
         tok = folder_tokenizer(load_model_tokenizer(pretrained, tokenizer))
         super().__init__(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_length,

@@ -48,13 +48,13 @@ def load_model_tokenizer(path: str | Path, tokenizer: str | Path | None = None) 
     """The tokenizer of a model: ``tokenizer`` (a tokenizer.json, a prepared dataset directory or a
     Hugging Face name) if given, else ``tokenizer.json`` in the model directory, else the tokenizer of
     the dataset the checkpoint was trained on (``data.dir`` of its train_config.json)."""
-    from decaylab.data import load_tokenizer
+    from decaylab.data.tokenizer import TOKENIZER_FILE, load_tokenizer
 
     if tokenizer is not None:
         return load_tokenizer(tokenizer)
     model_dir = resolve_model_dir(path)
-    if (model_dir / "tokenizer.json").is_file():
-        return load_tokenizer(model_dir / "tokenizer.json")
+    if (model_dir / TOKENIZER_FILE).is_file():
+        return load_tokenizer(model_dir / TOKENIZER_FILE)
     if (model_dir / TRAIN_CONFIG_FILE).is_file():
         data_dir = read_train_config(model_dir).get("data", {}).get("dir")
         if data_dir and Path(data_dir).is_dir():

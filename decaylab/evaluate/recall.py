@@ -15,20 +15,22 @@ a predictor that knows only the value range scores 1 / (V − 1 − V_k) (chance
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from decaylab.evaluate.perplexity import autocast, model_device
+from decaylab.device import autocast, model_device
+from decaylab.train.config import TrainConfig
+from decaylab.train.optim import make_optimizer
+from decaylab.train.step import optimizer_step, single_process
 
 IGNORE = -100
 FILLER = 0
+HEAD_COUNT_FIELDS = ("num_heads", "num_attention_heads", "num_key_value_heads")  # of decaylab's and LLaMA's configs
 
 
 @dataclass(frozen=True)
@@ -103,47 +105,87 @@ def evaluate_mqar(model: nn.Module, task: MQARTask, num_examples: int = 256, bat
     return {"accuracy": correct / queries, "queries": queries, "chance": task.chance}
 
 
-def mqar_model_config(model_config, task: MQARTask):
-    """A copy of ``model_config`` whose vocabulary is the task's."""
-    return type(model_config).from_dict({**model_config.to_dict(), "vocab_size": task.vocab_size})
+@dataclass(frozen=True)
+class RecallProbe:
+    """Every knob of the MQAR probe: the task (sequence length T, key–value pairs N, task vocabulary
+    V), the training (steps, peak ``lr``, sequences per step, AdamW weight decay) and the model
+    width (``hidden_size``; None keeps the width of the model config; heads of the same head width).
+    The schedule is the training's warmup-cosine: 10% warmup, decaying to 0."""
+
+    seq_len: int = 64
+    num_pairs: int = 8
+    vocab_size: int = 64
+    steps: int = 300
+    lr: float = 3e-3
+    batch_size: int = 32
+    weight_decay: float = 0.1
+    hidden_size: int | None = None
+    eval_examples: int = 256
+
+    @property
+    def task(self) -> MQARTask:
+        return MQARTask(self.seq_len, self.num_pairs, self.vocab_size)
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The probe's training as a :class:`TrainConfig` (optimizer, schedule and step settings)."""
+        return TrainConfig(seed=seed, seq_len=self.seq_len, micro_batch_size=self.batch_size, steps=self.steps,
+                           lr=self.lr, min_lr_ratio=0.0, warmup_steps=max(self.steps // 10, 1),
+                           weight_decay=self.weight_decay, grad_clip=1.0, progress=False, tensorboard=False)
+
+    def model_config(self, model_config):
+        """A copy of ``model_config`` with the task's vocabulary (and the probe's width, if set)."""
+        fields = {**model_config.to_dict(), "vocab_size": self.vocab_size}
+        if self.hidden_size is not None:
+            heads = self.hidden_size // fields["head_dim"]
+            fields.update({"hidden_size": self.hidden_size},
+                          **{k: heads for k in HEAD_COUNT_FIELDS if k in fields})
+        return type(model_config).from_dict(fields)
 
 
-def train_and_eval_mqar(model_config, task: MQARTask = MQARTask(), steps: int = 300, batch_size: int = 32,
-                        lr: float = 3e-3, weight_decay: float = 0.1, seed: int = 0, eval_examples: int = 256,
+class MQARStream:
+    """MQAR batches with the ``TokenDataset.batch`` contract, so the training step can draw them:
+    step ``s`` of seed ``seed`` is a fresh global batch (a pure function of ``(seed, s)``), of which
+    rank ``r`` takes rows ``r·batch_size …``."""
+
+    def __init__(self, task: MQARTask):
+        self.task = task
+
+    def batch(self, step: int, batch_size: int, seq_len: int, *, seed: int = 0, rank: int = 0,
+              world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        if seq_len != self.task.seq_len:
+            raise ValueError(f"MQAR: batches of seq_len={seq_len} asked of a task of seq_len={self.task.seq_len}")
+        inputs, targets = generate_mqar(self.task, batch_size * world_size, seed=seed * 1_000_003 + step)
+        rows = slice(rank * batch_size, (rank + 1) * batch_size)
+        return inputs[rows], targets[rows]
+
+
+def train_and_eval_mqar(model_config, probe: RecallProbe = RecallProbe(), seed: int = 0,
                         device: str | torch.device = "cpu", progress: bool = True) -> dict:
-    """Train a fresh model of ``model_config``'s design (vocabulary set to the task's) on MQAR and
-    report its query accuracy on held-out sequences.
+    """Train a fresh model of ``model_config``'s design (vocabulary and width from ``probe``) on MQAR
+    and report its query accuracy on held-out sequences.
 
-    Each step draws a fresh batch (seed ``(seed, step)``) and minimizes the cross-entropy at query
-    positions with AdamW and a linear warmup (10% of steps) then cosine decay of ``lr``.
+    Training is the training loop's: :func:`~decaylab.train.optim.make_optimizer`, the warmup-cosine
+    schedule and :func:`~decaylab.train.step.optimizer_step` on fresh batches of :class:`MQARStream`,
+    minimizing the cross-entropy at query positions (every other target is ignored).
     Returns ``{"accuracy", "queries", "chance", "final_loss", "steps", "seconds", "task"}``.
     """
     from decaylab.model import build_model
 
+    task = probe.task
+    cfg = probe.train_config(seed)
     torch.manual_seed(seed)
-    model = build_model(mqar_model_config(model_config, task)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
-    warmup = max(steps // 10, 1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    model = build_model(probe.model_config(model_config)).to(device)
+    optimizer = make_optimizer(model, cfg)
+    rt, data, mixed_precision = single_process(model), MQARStream(task), autocast(device)
     model.train()
     start, loss = time.perf_counter(), float("nan")
-    bar = tqdm(range(steps), desc="mqar train", disable=not progress, leave=False)
+    bar = tqdm(range(probe.steps), desc="mqar train", disable=not progress, leave=False)
     for step in bar:
-        inputs, targets = generate_mqar(task, batch_size, seed=seed * 1_000_003 + step)
-        with autocast(device):
-            logits = model(input_ids=inputs.to(device)).logits
-        loss_t = F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        loss_t.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        loss = loss_t.item()
+        loss, _, _ = optimizer_step(model, optimizer, data, step, cfg, rt, mixed_precision)
         bar.set_postfix(loss=f"{loss:.3f}")
     seconds = time.perf_counter() - start
-    result = evaluate_mqar(model, task, num_examples=eval_examples, seed=seed + 10_000_019)
-    return {**result, "final_loss": loss, "steps": steps, "seconds": seconds,
+    result = evaluate_mqar(model, task, num_examples=probe.eval_examples, seed=seed + 10_000_019)
+    return {**result, "final_loss": loss, "steps": probe.steps, "seconds": seconds,
             "task": {"seq_len": task.seq_len, "num_pairs": task.num_pairs, "vocab_size": task.vocab_size}}
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from decaylab.decay import DecayContext
 from decaylab.model.config import DecayLinearConfig
-from decaylab.ops import decay_linear_attention, decode_step
+from decaylab.ops.cached import attend_with_state
 from decaylab.positional import ToeplitzPositional, apply_rotary, lrpe_cosine, rotary_angles, tie_rotated_pairs
 
 
@@ -56,14 +56,14 @@ class DecayLinearAttention(nn.Module):
 
     def _log_decay(self, f, mask, cache, lower_bound, cu_seqlens, batch_shape):
         """g [B, T, channels] (float32); position-dependent decays restart at packed boundaries."""
-        kwargs = dict(lower_bound=lower_bound, batch_shape=batch_shape)
+        inputs = self.decay.inputs(lower_bound, batch_shape)
         if not self.decay.stateful:
-            return self.decay(f, mask=mask, **kwargs)[0]
+            return self.decay(f, mask=mask, **inputs)[0]
         if cu_seqlens is not None:
             bounds = cu_seqlens.tolist()
-            parts = [self.decay(f[:, a:b], mask=None, **kwargs)[0] for a, b in zip(bounds[:-1], bounds[1:])]
+            parts = [self.decay(f[:, a:b], mask=None, **inputs)[0] for a, b in zip(bounds[:-1], bounds[1:])]
             return torch.cat(parts, dim=1)
-        g, state = self.decay(f, state=None if cache is None else cache.get("decay"), mask=mask, **kwargs)
+        g, state = self.decay(f, state=None if cache is None else cache.get("decay"), mask=mask, **inputs)
         if cache is not None:
             cache["decay"] = state
         return g
@@ -108,27 +108,17 @@ class DecayLinearAttention(nn.Module):
         if self.spec.positional == "rope":
             cos, sin = rotary_angles(positions, K, self.rope_theta)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-            if self.spec.vector:
-                g = tie_rotated_pairs(g)
         elif self.spec.positional == "lrpe-cos":
             q, k = lrpe_cosine(q, positions), lrpe_cosine(k, positions)
-            if self.spec.vector:
-                g = torch.cat([g, g], dim=-1)
+        if self.spec.vector and self.spec.positional in ("rope", "lrpe-cos"):
+            g = tie_rotated_pairs(g)  # each decay serves both channels that rotate (or are cos/sin) together
         if mask is not None:
             k = k * mask[:, :, None, None]  # padding never writes to the state (its decay is 0 → λ = 1)
 
         state = None if cache is None else cache.get("state")
-        if T == 1 and state is not None:
-            o = decode_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], state, backend=self.backend,
-                            check_values=False)[:, None]
-        else:
-            o, state = decay_linear_attention(
-                q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous(), initial_state=state,
-                output_final_state=cache is not None, cu_seqlens=cu_seqlens, backend=self.backend,
-                check_values=False,  # every parameterization gives g ≤ 0 by construction
-            )
-            if cache is not None:
-                cache["state"] = state
+        o, state = attend_with_state(q, k, v, g, state, cache is not None, cu_seqlens, self.backend)
+        if cache is not None:
+            cache["state"] = state
         o = self.out_norm(o.reshape(B, T, H * K)) * torch.sigmoid(self.gate(x))
         return self.o_proj(o)
 

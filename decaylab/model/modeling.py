@@ -27,6 +27,14 @@ def token_positions(mask: torch.Tensor | None, T: int, start: torch.Tensor, cu_s
     return start[:, None] + (mask.long().cumsum(dim=1) - 1).clamp_min(0)
 
 
+def layer_lower_bounds(config: DecayLinearConfig) -> LayerLowerBounds | None:
+    """The model's per-layer lower bounds γ [L, channels] when its decay declares ``needs_lower_bound``
+    (HGRN2), else None; built here only, for the model and for any tool that runs its layers alone."""
+    if not config.decay_spec.decay_class.needs_lower_bound:
+        return None
+    return LayerLowerBounds(config.num_hidden_layers, config.num_heads * config.decay_channels_per_head)
+
+
 @torch.no_grad()
 def init_module(module: nn.Module, std: float) -> None:
     """Normal(0, std) for projections and embeddings, ones for RMSNorm; each decay owns its init."""
@@ -68,9 +76,7 @@ class DecayLinearModel(DecayLinearPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecayLinearBlock(config, i) for i in range(config.num_hidden_layers))
         self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        needs_bound = config.decay_spec.decay_class.needs_lower_bound
-        channels = config.num_heads * config.decay_channels_per_head
-        self.lower_bounds = LayerLowerBounds(config.num_hidden_layers, channels) if needs_bound else None
+        self.lower_bounds = layer_lower_bounds(config)
         self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         self.post_init()
 

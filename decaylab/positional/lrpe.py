@@ -2,7 +2,8 @@
 
     x → [x ⊙ cos(θ t), x ⊙ sin(θ t)],   θ_i = base^{−i/K}
 
-so q'_t · k'_s = Σ_i q_i k_i cos(θ_i (t − s)). A vector decay is repeated for both halves.
+so q'_t · k'_s = Σ_i q_i k_i cos(θ_i (t − s)). A vector decay is repeated for both halves
+(:func:`~decaylab.positional.rotary.tie_rotated_pairs`).
 """
 
 from __future__ import annotations

@@ -27,5 +27,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def tie_rotated_pairs(log_decay: torch.Tensor) -> torch.Tensor:
-    """[..., K/2] decays → [..., K]: channel i and i + K/2 (one rotated pair) share a decay."""
+    """[..., n] decays → [..., 2n]: channels i and i + n share a decay. Used for RoPE's rotated pairs
+    (n = K/2) and for the cosine LRPE, whose channels i and i + K are the cos and sin copies of channel i."""
     return torch.cat([log_decay, log_decay], dim=-1)

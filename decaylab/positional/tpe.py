@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decaylab.ops import decay_linear_attention, decode_step
+from decaylab.ops.cached import attend_with_state
 
 
 class ToeplitzPositional(nn.Module):
@@ -47,12 +47,5 @@ class ToeplitzPositional(nn.Module):
         if mask is not None:
             k = k * mask[:, :, None, None]
             g = g * mask[..., None]
-        if T == 1 and state is not None:
-            y = decode_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], state, backend=self.backend,
-                            check_values=False)[:, None]
-        else:
-            y, state = decay_linear_attention(
-                q.contiguous(), k.contiguous(), v, g.contiguous(), initial_state=state,
-                output_final_state=use_cache, backend=self.backend, check_values=False,
-            )
+        y, state = attend_with_state(q, k, v, g, state, use_cache, backend=self.backend)
         return self.out(self.norm(y.reshape(B, T, -1))), state

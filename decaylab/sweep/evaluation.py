@@ -30,16 +30,15 @@ RETRY = {"unavailable", "error"}  # markers of a piece to compute again
 def evaluate_run(run_dir: Path, spec: dict) -> dict:
     """Compute the pieces missing from ``run_dir/eval.json`` for the run described by ``spec``
     (the content of ``run.json``) and return the whole evaluation record."""
-    import torch
-
     from decaylab.data import TokenDataset
+    from decaylab.device import pick_device
     from decaylab.evaluate.loading import load_model
 
     path = run_dir / EVAL_FILE
     record = read_json(path) or {}
     todo = [p for p in PIECES if p not in record or RETRY & set(record[p])]
     if todo:
-        model = load_model(run_dir, "cuda" if torch.cuda.is_available() else "cpu")
+        model = load_model(run_dir, pick_device("auto"))
         val = TokenDataset.open(spec["train"]["data"]["dir"], "val")
         settings = spec["evaluation"]
         for piece in todo:
@@ -68,11 +67,11 @@ def _extrapolation(model, val, settings: dict, spec: dict) -> dict:
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
-    from decaylab.evaluate.recall import MQARTask, train_and_eval_mqar
+    from decaylab.evaluate.recall import RecallProbe, train_and_eval_mqar
 
-    return train_and_eval_mqar(model.config, MQARTask(**settings["mqar_task"]), steps=settings["mqar_steps"],
-                               batch_size=settings["mqar_batch_size"], seed=spec["seed"],
-                               device=next(model.parameters()).device, progress=False)
+    probe = RecallProbe(**settings["mqar_task"], steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"])
+    return train_and_eval_mqar(model.config, probe, seed=spec["seed"], device=next(model.parameters()).device,
+                               progress=False)
 
 
 def _decay(model, val, settings: dict, spec: dict) -> dict:

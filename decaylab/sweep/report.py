@@ -140,7 +140,7 @@ def design_style(i: int) -> dict:
 
 
 def _figure(width: float = 9, height: float = 4.5):
-    from decaylab.analysis.plots import new_figure
+    from decaylab.figures import new_figure
 
     return new_figure(width, height)
 
@@ -150,7 +150,7 @@ def _legend(ax, n: int) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    from decaylab.analysis.plots import save_figure
+    from decaylab.figures import save_figure
 
     save_figure(fig, path, dpi=110)
 

@@ -3,7 +3,7 @@
 import sys
 
 from decaylab.cli import ArgumentParser, add_debug_flag, run_command
-from decaylab.train.command import add_arguments, main
+from decaylab.commands.train import add_arguments, main
 
 parser = ArgumentParser(prog="decaylab train")
 add_arguments(parser)

@@ -159,9 +159,10 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict[str, torch
 def _dataset_tokenizer(train_config: dict):
     """The tokenizer of the dataset a run trains on (None when its directory is gone)."""
     from decaylab.data import load_tokenizer
+    from decaylab.data.manifest import MANIFEST_FILE
 
     data_dir = Path(train_config.get("data", {}).get("dir", ""))
-    return load_tokenizer(data_dir) if (data_dir / "manifest.json").is_file() else None
+    return load_tokenizer(data_dir) if (data_dir / MANIFEST_FILE).is_file() else None
 
 
 def _prune(root: Path, keep: int, protect: str) -> None:

@@ -1,13 +1,9 @@
 """The training loop.
 
-For optimizer step ``s`` (0-based) with learning rate ``lr(s)``, every process ``r`` of ``W``
-takes ``A`` micro-batches; micro-batch ``m`` is shard ``m·W + r`` of the global batch of step
-``s``, which depends on ``(seed, s)`` only. The step minimizes the mean token cross-entropy
-over the global batch of ``micro_batch_size · A · W`` sequences:
-
-    loss(s)  = 1/(A·W) Σ_{r,m} CE(model(x_{s,m,r}), y_{s,m,r})
-    g        = clip(∇loss(s), grad_clip)
-    θ       ← AdamW(θ, g, lr(s))
+Step after step (:func:`decaylab.train.step.optimizer_step`), AdamW with learning rate ``lr(s)``
+minimizes the mean token cross-entropy over the global batch of ``micro_batch_size · A · W``
+sequences of step ``s``, which depends on ``(seed, s)`` only; the run validates, logs and
+checkpoints as its config says, and resumes from its latest checkpoint.
 
 Because the data of a step, the learning rate of a step and (on CPU) the arithmetic are pure
 functions of the step and the restored state, a run resumed from a checkpoint reproduces an
@@ -32,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from decaylab.atomic import write_text_atomic
+from decaylab.device import autocast
 from decaylab.lock import LOCK_FILE, Locked, exclusive_lock
 from decaylab.train import build
 from decaylab.train.checkpoint import (
@@ -48,17 +45,16 @@ from decaylab.train.checkpoint import (
 from decaylab.train.config import ConfigError, TrainConfig
 from decaylab.train.distributed import (
     Runtime,
-    all_reduce_sum,
     barrier,
     broadcast_object,
     gather_objects,
-    gradient_sync,
     init_runtime,
     shutdown,
     wrap_model,
 )
 from decaylab.train.metrics import MetricsLog
-from decaylab.train.optim import learning_rate, make_optimizer, set_learning_rate
+from decaylab.train.optim import make_optimizer
+from decaylab.train.step import evaluate, optimizer_step
 from decaylab.train.rundir import FINAL_FILE, checkpoints_root
 
 log = logging.getLogger(__name__)
@@ -113,7 +109,7 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     optimizer = make_optimizer(model, cfg)
     global_batch = cfg.micro_batch_size * cfg.grad_accum * rt.world_size
     tokens_per_step = global_batch * cfg.seq_len
-    autocast = _autocast(cfg.precision, rt.device)
+    mixed_precision = autocast(rt.device, cfg.precision)
 
     state = _resume(run_dir, cfg, rt, model, optimizer, global_batch)
     start_step = state["step"]
@@ -132,14 +128,10 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     try:
         for step in range(start_step, cfg.steps):
             done = step + 1
-            lr = learning_rate(step, cfg)
-            set_learning_rate(optimizer, lr)
             t0 = time.perf_counter()
-            loss, grad_norm = _forward_backward(model, train_data, step, cfg, rt, autocast)
+            loss, grad_norm, lr = optimizer_step(model, optimizer, train_data, step, cfg, rt, mixed_precision)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 raise TrainingDiverged(_divergence_message(done, loss, grad_norm, run_dir))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - t0
             clock["train_time_s"] += seconds
             if step == start_step and rt.is_main:
@@ -155,7 +147,7 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
             state["last"]["loss"] = loss
             if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
                 batches = cfg.final_eval_batches if done == cfg.steps else cfg.eval_batches
-                record.update(evaluate(model, val_data, cfg.seq_len, cfg.eval_batch_size, batches, rt, autocast))
+                record.update(evaluate(model, val_data, cfg.seq_len, cfg.eval_batch_size, batches, rt, mixed_precision))
                 state["last"].update(val_loss=record["val_loss"], val_ppl=record["val_ppl"], val_step=done)
             if done % cfg.log_every == 0 or "val_loss" in record:
                 metrics.write(record)
@@ -249,65 +241,6 @@ def _check_split_lengths(splits: tuple[Any, ...], seq_len: int) -> None:
                               f"seq_len + 1 = {seq_len + 1}; lower seq_len or prepare more data")
 
 
-def mean_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of ``model`` on ``inputs`` [B, T] against ``targets`` [B, T]
-    (float32, without full-vocabulary logits: :func:`decaylab.model.loss.causal_lm_head`)."""
-    return model(input_ids=inputs, shift_labels=targets, skip_logits=True).loss
-
-
-def _forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, rt: Runtime,
-                      autocast: Any) -> tuple[float, float]:
-    """Accumulate the gradient of the global-batch loss of ``step`` and clip it.
-
-    Returns (loss averaged over the global batch, gradient norm before clipping)."""
-    shards = cfg.grad_accum * rt.world_size
-    total = torch.zeros((), device=rt.device)
-    for micro in range(cfg.grad_accum):
-        inputs, targets = data.batch(step, cfg.micro_batch_size, cfg.seq_len, seed=cfg.seed,
-                                     rank=micro * rt.world_size + rt.rank, world_size=shards)
-        inputs, targets = inputs.to(rt.device), targets.to(rt.device)
-        with gradient_sync(model, enabled=micro == cfg.grad_accum - 1):
-            torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs (reduce-overhead)
-            with autocast:
-                loss = mean_loss(model, inputs, targets) / cfg.grad_accum
-            loss.backward()
-        total += loss.detach()
-    loss = all_reduce_sum(total).item() / rt.world_size
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
-    if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
-        grad_norm = grad_norm.full_tensor()
-    return loss, grad_norm.item()
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Any, seq_len: int, batch_size: int, max_batches: int | None = None,
-             rt: Runtime | None = None, autocast: Any = contextlib.nullcontext()) -> dict[str, float]:
-    """Token-averaged validation loss and perplexity over ``data.iter_eval`` batches.
-
-    With ``rt`` (several processes), processes take the batches in turn; every process runs the
-    same number of forward passes (FSDP2 and DDP communicate inside forward), a process with no
-    batch left in the last round repeating one with weight zero. Without it, one process on the
-    model's device."""
-    rt = rt or Runtime(0, 1, 0, next(model.parameters()).device, owns_process_group=False)
-    model.eval()
-    sums = torch.zeros(2, dtype=torch.float64, device=rt.device)  # (Σ token losses, tokens)
-    batches = iter(data.iter_eval(seq_len, batch_size, max_batches))
-    while group := [b for _, b in zip(range(rt.world_size), batches)]:
-        mine = rt.rank < len(group)
-        inputs, targets = (group[rt.rank] if mine else group[0])
-        inputs, targets = inputs.to(rt.device), targets.to(rt.device)
-        torch.compiler.cudagraph_mark_step_begin()
-        with autocast:
-            loss = mean_loss(model, inputs, targets)
-        if mine:
-            sums[0] += loss.double() * targets.numel()
-            sums[1] += targets.numel()
-    all_reduce_sum(sums)
-    model.train()
-    val_loss = (sums[0] / sums[1]).item()
-    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700.0))}
-
-
 def compile_model(model: nn.Module, setting: str, mode: str, device: torch.device) -> bool:
     """``torch.compile`` ``model`` in place (its state-dict keys stay the same) when ``setting`` is
     "true", or "auto" on CUDA; return whether it was compiled. The decay operator is a custom
@@ -325,13 +258,6 @@ def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _autocast(precision: str, device: torch.device) -> Any:
-    """bf16 autocast for ``precision="bf16"``, and for ``"auto"`` on CUDA; otherwise plain fp32."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _divergence_message(step: int, loss: float, grad_norm: float, run_dir: Path) -> str:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from decaylab.model import build_model, make_config
-from decaylab.train.loop import compile_model, mean_loss
+from decaylab.train.loop import compile_model
+from decaylab.train.step import mean_loss
 from tests.conftest import rel_err
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

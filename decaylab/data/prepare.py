@@ -1,14 +1,6 @@
-"""Prepare a tokenized dataset: document-level split, token shards, tokenizer and manifest.
-
-A dataset directory holds
-
-* ``train.bin``, ``val.bin`` — flat token ids (``uint16`` when the vocabulary
-  fits, else ``uint32``); every document is preceded by the end-of-text id, so
-  the stream reads ``EOT doc₁ EOT doc₂ …``;
-* ``tokenizer.json`` — the tokenizer that produced them;
-* ``manifest.json`` — format version, settings, source, vocabulary size, dtype,
-  token and document counts per split, sha256 and xxh3-128 of every file (the
-  latter checked in full the first time a process opens the dataset).
+"""Prepare a tokenized dataset: read the source, split by document, train or load the tokenizer,
+write the token shards and the manifest (:mod:`decaylab.data.manifest`) into a temporary sibling
+directory, and rename it into place under a lock.
 
 The split is by document and deterministic: a document is in validation when
 ``sha256(seed, text)`` (as a number in [0, 1)) is below ``val_fraction``, or,
@@ -30,12 +22,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from decaylab.data.corpus import EMBEDDED_DIR, LARGE_DIR
+from decaylab.data.dataset import unigram_perplexity
 from decaylab.data.manifest import (
     CHECKSUM,
-    check_token_ids,
-    read_versioned_manifest,
-    remember_verified,
-    verified_in_this_process,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    SPLITS,
+    read_manifest,
+    sha256_file,
+    shard_dtype,
+    validate_dataset,
     xxh3_file,
 )
 from decaylab.data.sources import open_source
@@ -44,92 +41,10 @@ from decaylab.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
-FORMAT = "decaylab-tokens"
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-SPLITS = ("train", "val")
 CHARS_PER_TOKEN_BOUND = 8  # with max_tokens, read at most this many characters per token (BPE averages ~4 on English)
 TOKENIZER_TRAIN_CHARS = 200_000_000  # a trained BPE sees at most this many characters of training text
 ENCODE_BATCH_CHARS = 4_000_000
 DEFAULT_ROOT = LARGE_DIR.parent / "datasets"
-
-
-def shard_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 (hex) of every byte of ``path``."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def rebuild_hint(directory: Path) -> str:
-    return f"delete {directory} and prepare it again (`decaylab.data.prepare_dataset`), which rebuilds it from its source"
-
-
-def read_manifest(directory: str | Path) -> dict:
-    directory = Path(directory)
-    path = directory / MANIFEST_FILE
-    missing = (f"{path} is missing: {directory} is not a prepared decaylab dataset; "
-               "create it with `decaylab.data.prepare_dataset`")
-    return read_versioned_manifest(path, FORMAT, FORMAT_VERSION, what=str(path), missing=missing,
-                                   hint=rebuild_hint(directory))
-
-
-def validate_dataset(directory: str | Path, *, verify: str = "once") -> dict:
-    """Check a dataset directory against its manifest and return the manifest.
-
-    ``verify``: ``"once"`` (default) checks every byte of each shard (its
-    xxh3-128; its sha256 for a manifest written before xxh3) and that every
-    token id is below the vocabulary size, the first time this process sees
-    the shard as it is on disk; ``"full"`` does so every time; ``"none"``
-    checks only sizes. ``tokenizer.json`` is always hashed in full. Raises
-    FileNotFoundError for a missing file and ValueError for a size, checksum,
-    token id, dtype or count mismatch or an empty split, naming the file (and
-    the offset of a bad token id) and what to do.
-    """
-    if verify not in ("once", "full", "none"):
-        raise ValueError(f"verify must be 'once', 'full' or 'none', got {verify!r}")
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    hint = rebuild_hint(directory)
-    itemsize = np.dtype(manifest["dtype"]).itemsize
-    if np.dtype(manifest["dtype"]) != shard_dtype(manifest["vocab_size"]):
-        raise ValueError(f"{directory / MANIFEST_FILE}: dtype {manifest['dtype']} does not fit vocab size {manifest['vocab_size']}; {hint}")
-    for name, record in manifest["files"].items():
-        path = directory / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; {hint}")
-        if name == TOKENIZER_FILE:
-            if sha256_file(path) != record["sha256"]:
-                raise ValueError(
-                    f"{path} does not match the tokenizer the shards were made with (sha256 differs from the manifest); "
-                    f"restore that tokenizer or {hint}"
-                )
-            continue
-        size = path.stat().st_size
-        if size != record["bytes"]:
-            raise ValueError(f"{path} is {size} bytes, the manifest says {record['bytes']} (truncated or replaced?); {hint}")
-        if verify == "full" or (verify == "once" and not verified_in_this_process(path)):
-            key = CHECKSUM if CHECKSUM in record else "sha256"
-            if (xxh3_file(path) if key == CHECKSUM else sha256_file(path)) != record[key]:
-                raise ValueError(f"{path} is corrupt: its {key} checksum does not match the manifest; {hint}")
-            check_token_ids(path, manifest["dtype"], manifest["vocab_size"], hint)
-            remember_verified(path)
-    for split in SPLITS:
-        info = manifest["splits"][split]
-        if info["tokens"] == 0:
-            raise ValueError(f"{directory / info['file']}: the {split} split is empty; {hint}")
-        if info["tokens"] * itemsize != manifest["files"][info["file"]]["bytes"]:
-            raise ValueError(f"{directory / info['file']}: {info['tokens']} tokens of {manifest['dtype']} do not fill its size; {hint}")
-    return manifest
-
-
-# --------------------------------------------------------------------------- prepare
 
 
 def prepare_dataset(
@@ -398,8 +313,6 @@ def _build(src, tmp: Path, tok, tokenizer_name: str, settings: dict, progress: b
     for split in SPLITS:
         if counts[split]["tokens"] == 0:
             raise ValueError(f"{src.description}: the {split} split has no tokens")
-
-    from decaylab.data.dataset import unigram_perplexity
 
     train = np.memmap(tmp / "train.bin", dtype=dtype, mode="r")
     val = np.memmap(tmp / "val.bin", dtype=dtype, mode="r")

@@ -7,8 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from decaylab.atomic import write_text_atomic
-from decaylab.cli_args import non_negative_int, positive_int
+from decaylab.cli_args import non_negative_int, positive_float, positive_int
+from decaylab.device import pick_device
+from decaylab.evaluate.recall import RecallProbe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall", action="store_true",
                         help="MQAR: train a small model of this model's decay design on it, and probe this model zero-shot")
     parser.add_argument("--recall-size", default="micro", help="model preset of the MQAR-trained model")
-    parser.add_argument("--recall-steps", type=positive_int, default=300)
-    parser.add_argument("--recall-seq-len", type=positive_int, default=64)
-    parser.add_argument("--recall-pairs", type=positive_int, default=8)
-    parser.add_argument("--recall-vocab", type=positive_int, default=64, help="task vocabulary of the MQAR-trained model")
+    parser.add_argument("--recall-width", type=positive_int, help="hidden size of the MQAR-trained model (default: the preset's)")
+    parser.add_argument("--recall-steps", type=positive_int, default=RecallProbe.steps)
+    parser.add_argument("--recall-lr", type=positive_float, default=RecallProbe.lr)
+    parser.add_argument("--recall-seq-len", type=positive_int, default=RecallProbe.seq_len)
+    parser.add_argument("--recall-pairs", type=positive_int, default=RecallProbe.num_pairs)
+    parser.add_argument("--recall-vocab", type=positive_int, default=RecallProbe.vocab_size,
+                        help="task vocabulary of the MQAR-trained model")
     parser.add_argument("--lm-eval-tasks", nargs="+", metavar="TASK", help="lm-evaluation-harness task names")
     parser.add_argument("--lm-eval-include", help="a directory of extra lm-eval task YAMLs (e.g. local JSONL tasks)")
     parser.add_argument("--lm-eval-local-only", action="store_true",
@@ -41,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
     from decaylab.evaluate.extrapolation import extrapolation_table, plot_extrapolation
     from decaylab.evaluate.loading import (
         load_model,
@@ -57,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         train_and_eval_mqar,
     )
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = pick_device(args.device)
     progress = not args.no_progress
     if args.extrapolate and not args.data:
         raise ValueError("--extrapolate needs --data DATASET_DIR")
@@ -86,9 +91,10 @@ def main(args: argparse.Namespace) -> int:
                 plot_extrapolation({Path(args.model).name: table}, args.plot)
 
     if args.recall:
-        task = MQARTask(args.recall_seq_len, args.recall_pairs, args.recall_vocab)
-        trained = train_and_eval_mqar(small_config_like(model.config, args.recall_size), task, steps=args.recall_steps,
-                                      seed=args.seed, device=device, progress=progress)
+        probe = RecallProbe(seq_len=args.recall_seq_len, num_pairs=args.recall_pairs, vocab_size=args.recall_vocab,
+                            steps=args.recall_steps, lr=args.recall_lr, hidden_size=args.recall_width)
+        trained = train_and_eval_mqar(small_config_like(model.config, args.recall_size), probe, seed=args.seed,
+                                      device=device, progress=progress)
         zero_shot = evaluate_mqar(model, MQARTask(args.recall_seq_len, args.recall_pairs, model.config.vocab_size),
                                   seed=args.seed + 1)
         results["recall"] = {"trained": trained, "zero_shot": zero_shot}
@@ -106,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_lm_eval(model_dir: Path, args: argparse.Namespace, device: str) -> dict:
+def run_lm_eval(model_dir: Path, args: argparse.Namespace, device: torch.device) -> dict:
     """lm-eval's per-task results for ``args.lm_eval_tasks`` on the model."""
     try:
         import lm_eval
@@ -116,7 +122,7 @@ def run_lm_eval(model_dir: Path, args: argparse.Namespace, device: str) -> dict:
     except ImportError as err:
         raise ValueError(f"--lm-eval-tasks needs lm-evaluation-harness (pip install lm-eval): {err}") from err
     tokenizer = args.tokenizer or args.data
-    model_args = {"pretrained": str(model_dir), "device": device, "batch_size": args.batch_size,
+    model_args = {"pretrained": str(model_dir), "device": str(device), "batch_size": args.batch_size,
                   "progress": not args.no_progress, **({"tokenizer": str(tokenizer)} if tokenizer else {})}
     tasks = TaskManager(include_path=args.lm_eval_include, include_defaults=not args.lm_eval_local_only)
     output = lm_eval.simple_evaluate(

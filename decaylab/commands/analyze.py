@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from decaylab.cli_args import positive_int
+from decaylab.device import pick_device
 from decaylab.train.rundir import is_checkpoint_dir
 
 
@@ -29,8 +30,6 @@ def model_label(path: Path) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
     from decaylab.analysis.decay_stats import (
         decay_modules,
         decay_stats,
@@ -47,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.labels and len(args.labels) != len(args.models):
         raise SystemExit(f"analyze: {len(args.labels)} labels for {len(args.models)} models")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = pick_device(args.device)
     dataset = TokenDataset.open(args.data, args.split)
     out = Path(args.out)
     dirs = [resolve_model_dir(m) for m in args.models]
