@@ -139,6 +139,7 @@ def test_claim1_agrees_when_worse_designs_lie_on_both_sides_of_the_working_range
     claim = _claim1(losses, medians)
     assert claim.verdict == AGREE
     assert "median decay 0.600 to 0.850" in claim.measured and "initial 0.900 to 0.900" in claim.measured
+    assert claim.decay_range == (0.6, 0.85)
     assert "below the range: 1, above: 1" in claim.measured
     assert any(line.startswith("SD-p: sd-0.9 (vector): median decay 0.850 (initial 0.900)") for line in claim.details)
     # the same losses, but the high-decay design is tied: the range is open above

@@ -263,27 +263,25 @@ def plot_extrapolation(family: Family, results: dict[str, DesignResult], path: P
     return bool(tables)
 
 
-def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
-    """Claim 1: final validation loss (95% interval) against the learned median decay (filled) and
-    the initial one where the design fixes it (hollow, joined to the learned), decay on [0, 1];
-    the band is the best's interval."""
+def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], path: Path,
+                            decay_range: tuple[float, float] | None) -> bool:
+    """Claim 1: final validation loss (95% interval of each mean) against the learned median decay
+    (filled) and the initial one where the design fixes it (hollow, joined to the learned), decay on
+    [0, 1]; the band is ``decay_range``, the median decay of the designs tied with the best."""
     pool = sweep_pool(results)
     points = [(d, res) for d in family.designs if d is not None and (res := results.get(design_key(d)))
               and res.losses() and res.decay]
     if not points:
         return False
     fig, ax = _figure()
-    best = min(statistics.fmean(res.losses()) for _, res in points)
-    best_n = min(len(res.losses()) for _, res in points if statistics.fmean(res.losses()) == best)
-    if pool.df:
-        ax.axhspan(best - pool.t * pool.se(best_n), best + pool.t * pool.se(best_n), color="tab:green", alpha=0.15,
-                   label="the best's 95% interval")
+    if decay_range:
+        low, high = decay_range
+        ax.axvspan(low - 0.005, high + 0.005, color="tab:green", alpha=0.15, label="working range (tied with the best)")
     for i, (d, res) in enumerate(points):
         style, loss = design_style(i), statistics.fmean(res.losses())
-        error = pool.t * pool.se(len(res.losses())) if pool.df else None
         learned = median_decay(res.decay)
-        ax.errorbar([learned], [loss], yerr=error, fmt=style["marker"], color=style["color"], capsize=3,
-                    label=design_label(d))
+        ax.errorbar([learned], [loss], yerr=pool.t * pool.se(len(res.losses())) if pool.df else None,
+                    fmt=style["marker"], color=style["color"], capsize=3, label=design_label(d))
         initial = initial_decay(d)
         if initial is not None:
             ax.plot([initial, learned], [loss, loss], color=style["color"], linewidth=0.8, linestyle=":")
@@ -438,9 +436,10 @@ def write_report(root: str | Path) -> Path:
     out.mkdir(exist_ok=True)
     write_text_atomic(out / "results.csv", results_csv(families, results))
     write_text_atomic(out / "runs.csv", runs_csv(rows))
-    lines = _header(record, results, rows) + _claims_section(
-        _claims(families, results), sweep_pool(results), results, previous_verdicts(record["preset"]))
-    if "a" in families and plot_loss_against_decay(families["a"], results, out / CLAIM1_FIGURE):
+    found = _claims(families, results)
+    lines = _header(record, results, rows) + _claims_section(found, sweep_pool(results), results,
+                                                             previous_verdicts(record["preset"]))
+    if "a" in families and plot_loss_against_decay(families["a"], results, out / CLAIM1_FIGURE, found[0].decay_range):
         lines += [f"![claim 1: validation loss against median decay, family a]({CLAIM1_FIGURE})", ""]
     else:
         (out / CLAIM1_FIGURE).unlink(missing_ok=True)

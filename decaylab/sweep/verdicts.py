@@ -49,6 +49,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from scipy import stats
 
@@ -208,6 +209,7 @@ class Claim:
     measured: str
     details: tuple[str, ...]
     comparisons: tuple[Comparison, ...] = ()
+    decay_range: tuple[float, float] | None = None  # claim 1: median decay of the designs tied with the best
 
 
 CLAIM_TEXT = {
@@ -238,7 +240,14 @@ class Evidence:
             f" (initial {self.initial[d]:.3f})" if d in self.initial else "")
 
 
-Outcome = tuple[str, str, list[str], list[Comparison]]  # verdict, what was measured, details, comparisons
+class Outcome(NamedTuple):
+    """What a claim rule returns (see :class:`Claim`)."""
+
+    verdict: str
+    measured: str
+    details: list[str]
+    comparisons: list[Comparison]
+    decay_range: tuple[float, float] | None = None
 
 
 def initial_decay(design: DecaySpec) -> float | None:
@@ -255,7 +264,7 @@ def _range(values: Iterable[float]) -> str:
 def claim_parameterization(ev: Evidence) -> Outcome:
     """Claim 1 (see the module docstring)."""
     if len(ev.losses) < 3:
-        return NOT_DECIDED, f"only {len(ev.losses)} parameterizations ran", [], []
+        return Outcome(NOT_DECIDED, f"only {len(ev.losses)} parameterizations ran", [], [])
     best = min(ev.losses, key=lambda d: statistics.fmean(ev.losses[d]))
     others = [d for d in ev.losses if d != best]
     comps = with_holm([ev.compare(d, best) for d in others])
@@ -271,18 +280,21 @@ def claim_parameterization(ev: Evidence) -> Outcome:
     details = [c.describe() for c in comps] + [
         f"{series}: " + "; ".join(f"{ev.median_text(d)}, loss {statistics.fmean(ev.losses[d]):.3f}" for d in group)
         for series, group in (("SD-p", sd_p), ("Mamba2 and ablations", mamba)) if group]
+    decay_range = (min(low_high), max(low_high)) if low_high else None
     if ev.pool.df and all(c.interval[1] < NO_REAL_GAIN for c in comps):
-        return DISAGREE, summary + f"; every design within {NO_REAL_GAIN} nats of the best", details, comps
-    if not worse:
-        return NOT_DECIDED, summary, details, comps
-    if not low_high:
-        return NOT_DECIDED, summary + "; median decay not measured", details, comps
-    below = [d for d in worse if d in ev.medians and ev.medians[d] < min(low_high)]
-    above = [d for d in worse if d in ev.medians and ev.medians[d] > max(low_high)]
-    summary += f"; worse designs below the range: {len(below)}, above: {len(above)}"
-    if below and above:
-        return AGREE, summary, details, comps
-    return NOT_DECIDED, summary + f" (range open {'below' if not below else 'above'})", details, comps
+        verdict, summary = DISAGREE, summary + f"; every design within {NO_REAL_GAIN} nats of the best"
+    elif not worse:
+        verdict = NOT_DECIDED
+    elif not low_high:
+        verdict, summary = NOT_DECIDED, summary + "; median decay not measured"
+    else:
+        below = [d for d in worse if d in ev.medians and ev.medians[d] < decay_range[0]]
+        above = [d for d in worse if d in ev.medians and ev.medians[d] > decay_range[1]]
+        summary += f"; worse designs below the range: {len(below)}, above: {len(above)}"
+        verdict = AGREE if below and above else NOT_DECIDED
+        if verdict == NOT_DECIDED:
+            summary += f" (range open {'below' if not below else 'above'})"
+    return Outcome(verdict, summary, details, comps, decay_range)
 
 
 def _paired(ev: Evidence, axis: str, variant: object, baseline: object) -> list[tuple[DecaySpec, DecaySpec]]:
@@ -386,10 +398,11 @@ def claims(families: dict[str, Family], losses: Losses, medians: Medians | None 
             continue
         ran = {d: losses[d] for d in families[family_key].designs if d is not None and losses.get(d)}
         initial = {d: initial_decay(d) for d in ran if initial_decay(d) is not None}
-        verdict, measured, details, comps = CLAIM_RULES[number](Evidence(ran, pool, medians, initial))
+        evidence = Evidence(ran, pool, medians, initial)
+        verdict, measured, details, comps, decay_range = Outcome(*CLAIM_RULES[number](evidence))
         if pool.df == 0:
             verdict, measured = NOT_DECIDED, f"{NO_VARIANCE} (one seed per design); {measured}"
-        out.append(Claim(number, family_key, paper, verdict, measured, tuple(details), tuple(comps)))
+        out.append(Claim(number, family_key, paper, verdict, measured, tuple(details), tuple(comps), decay_range))
     return out
 
 
