@@ -243,3 +243,13 @@ def test_claims_use_the_pool_they_are_given():
     assert own.comparisons[0].outcome == "tied"
     pooled = {c.number: c for c in claims({"c": fam}, losses, None, PooledVariance(0.01, 40))}[3]
     assert pooled.comparisons[0].outcome == "worse"
+
+
+def test_seeds_that_agree_exactly_give_a_zero_width_interval():
+    """Training can be deterministic per seed and seeds can still agree to the last digit: s_p = 0."""
+    pool = pooled_variance([[4.0, 4.0], [4.1, 4.1]])
+    assert pool == PooledVariance(0.0, 2)
+    assert compare("a", [4.1, 4.1], "b", [4.0, 4.0], pool).outcome == "worse"
+    assert compare("a", [4.0, 4.0], "b", [4.0, 4.0], pool).outcome == "tied"
+    assert _claim(POSITIONAL, _rope_losses((0.0, 0.0, 0.0), sd=0.0), 4).verdict == AGREE
+    assert _claim(POSITIONAL, _rope_losses((0.02, 0.02, 0.02), sd=0.0), 4).verdict == DISAGREE

@@ -127,8 +127,6 @@ class Comparison:
     delta: float
     se: float | None
     df: int
-    n_a: int
-    n_b: int
     p: float | None
     p_holm: float | None = None
     t: float | None = None  # t_{df, 0.975}
@@ -165,10 +163,10 @@ def compare(a_label: str, a: Sequence[float], b_label: str, b: Sequence[float], 
     """A vs B with the pooled seed variance ``pool`` (see the module docstring)."""
     delta = statistics.fmean(a) - statistics.fmean(b)
     if pool.df == 0:
-        return Comparison(a_label, b_label, delta, None, 0, len(a), len(b), None)
+        return Comparison(a_label, b_label, delta, None, 0, None)
     se = pool.se(len(a), len(b))
     p = 2 * float(stats.t.sf(abs(delta) / se, pool.df)) if se > 0 else (0.0 if delta else 1.0)
-    return Comparison(a_label, b_label, delta, se, pool.df, len(a), len(b), p, t=pool.t)
+    return Comparison(a_label, b_label, delta, se, pool.df, p, t=pool.t)
 
 
 def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
@@ -180,7 +178,8 @@ def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
 
 def one_sided_p(c: Comparison, gain_above: float) -> tuple[float, float]:
     """For the gain G = −Δ of A over B: p of "G > bound" (H0: G ≤ bound) and of "G < bound"."""
-    t = (-c.delta - gain_above) / c.se
+    excess = -c.delta - gain_above
+    t = excess / c.se if c.se else math.copysign(math.inf, excess)  # s_p = 0: seeds that agree exactly
     return float(stats.t.sf(t, c.df)), float(stats.t.cdf(t, c.df))
 
 
