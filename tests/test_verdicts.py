@@ -43,10 +43,11 @@ def test_two_groups_interval_by_hand_and_as_scipy_ttest():
     assert pool.df == 3 and pool.sd == pytest.approx(math.sqrt(0.025 / 3))
     c = compare("a", a, "b", b, pool)
     assert c.delta == pytest.approx(0.15)
-    assert c.se == pytest.approx(math.sqrt(0.025 / 3 * (1 / 3 + 1 / 2)))  # = 1/12
-    assert c.se == pytest.approx(1 / 12)
+    assert c.se == pytest.approx(math.sqrt(0.025 / 3 * (1 / 3 + 1 / 2)))
+    assert c.se == pytest.approx(1 / 12)  # √(0.025/3 · 5/6) = √(1/144)
     low, high = c.interval
-    assert low == pytest.approx(0.15 - 3.182446 / 12, abs=1e-6) and high == pytest.approx(0.15 + 3.182446 / 12, abs=1e-6)
+    t3 = 3.182446  # t_(3, 0.975) from the table
+    assert (low, high) == pytest.approx((0.15 - t3 / 12, 0.15 + t3 / 12), abs=1e-6)
     ref = stats.ttest_ind(a, b, equal_var=True)
     assert c.delta / c.se == pytest.approx(ref.statistic) and c.p == pytest.approx(ref.pvalue)
     assert c.outcome == "tied"  # t = 1.8 with 3 df: p ≈ 0.17

@@ -90,8 +90,8 @@ def family_table(family: Family, results: dict[str, DesignResult]) -> str:
 
 
 def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -> str:
-    fields = (["family", "design", "design_key", "seeds"] + [f"{key}_{s}" for _, key, _ in COLUMNS for s in ("mean", "sd")]
-              + ["val_loss_ci95"])
+    fields = (["family", "design", "design_key", "seeds"]
+              + [f"{key}_{s}" for _, key, _ in COLUMNS for s in ("mean", "sd")] + ["val_loss_ci95"])
     pool = sweep_pool(results)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
