@@ -1,6 +1,6 @@
 """Sweeps: presets cover the paper's families; a restarted sweep skips finished runs (untouched)
 and resumes started ones from their checkpoint; a failed run does not stop the others; the
-report holds every family's table and valid PNGs; claim verdicts follow from the numbers.
+report holds every family's table and valid PNGs (the claim rules: tests/test_verdicts.py).
 CPU, micro model, a few steps."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from decaylab.sweep import presets
 from decaylab.sweep.presets import SOFTMAX, Family, Scale, design_label, design_problems
 from decaylab.sweep.rundir import DesignResult, expand, init_sweep, load_sweep, run_state
 from decaylab.sweep.runner import prepare_data
-from decaylab.sweep.verdicts import claims, compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WORDS = ["the", "a", "slow", "fast", "decay", "key", "value", "state", "head", "layer", "old", "new", "small", "large", "first", "last"]
@@ -127,87 +126,10 @@ def test_a_sweep_directory_written_before_designs_were_decay_specs_still_loads_a
     assert softmax["train"]["model"] == {"size": "small", "arch": "softmax", "overrides": {}}
     report = write_report(tmp_path).read_text()
     assert all(f"## ({k}) {fam.name}" in report for k, fam in families.items())
-
-
-# --------------------------------------------------------------------------- verdicts
-
-
-def _verdict(family: Family, losses: dict[DecaySpec, list[float]], number: int) -> str:
-    found = {c.number: c for c in claims({family.key: family}, losses)}
-    return found[number].verdict
-
-
-def _family(key: str, designs: list[DecaySpec]) -> Family:
-    return Family(key, key, "?", tuple(designs) + (SOFTMAX,))
-
-
-DECAYS = ("gla", "mamba2", "sd-0.99")
-
-
-@pytest.mark.parametrize("scalar_offset, spread, verdict", [
-    (0.10, 0.005, "agree"),         # vector clearly better beyond seed spread
-    (0.01, 0.05, "inconclusive"),   # overlapping spreads
-    (-0.10, 0.005, "disagree"),     # scalar clearly better
-])
-def test_granularity_verdict_follows_the_numbers(scalar_offset, spread, verdict):
-    fam = _family("c", [DecaySpec(n, g) for n in DECAYS for g in ("scalar", "vector")])
-    losses = {}
-    for i, name in enumerate(DECAYS):
-        base = 4.0 + 0.05 * i
-        losses[DecaySpec(name, "vector")] = [base - spread, base, base + spread]
-        losses[DecaySpec(name, "scalar")] = [base + scalar_offset - spread, base + scalar_offset,
-                                          base + scalar_offset + spread]
-    assert _verdict(fam, losses, 3) == verdict
-
-
-def test_sharing_verdict_counts_pairs():
-    fam = _family("b", [DecaySpec(n, "vector", s) for n in DECAYS for s in (False, True)])
-    losses = {DecaySpec(n, "vector", s): [4.0 + (0.2 if s else 0.0) + e for e in (-0.01, 0.0, 0.01)]
-              for n in DECAYS for s in (False, True)}
-    assert _verdict(fam, losses, 2) == "agree"
-    losses[DecaySpec("gla", "vector", True)] = [3.5, 3.51, 3.49]  # one pair the other way: still 2 of 3
-    assert _verdict(fam, losses, 2) == "agree"
-    for n in ("mamba2", "sd-0.99"):
-        losses[DecaySpec(n, "vector", True)] = [3.8, 3.81, 3.79]
-    assert _verdict(fam, losses, 2) == "disagree"
-
-
-def test_parameterization_verdict():
-    names = ("gla", "mamba2", "sd-0.8", "sd-0.99")
-    fam = _family("a", [DecaySpec(n) for n in names])
-    spread = {DecaySpec(n): [4.0 + 0.3 * i + e for e in (-0.01, 0.0, 0.01)] for i, n in enumerate(names)}
-    assert _verdict(fam, spread, 1) == "agree"
-    same = {DecaySpec(n): [4.0 + 0.001 * i + e for e in (-0.001, 0.0, 0.001)] for i, n in enumerate(names)}
-    assert _verdict(fam, same, 1) == "disagree"
-    single_seed = {DecaySpec(n): [4.0 + 0.001 * i] for i, n in enumerate(names)}
-    assert _verdict(fam, single_seed, 1) == "inconclusive"
-    assert _verdict(fam, {DecaySpec("gla"): [4.0]}, 1) == "inconclusive"
-
-
-def test_rope_verdict():
-    fam = _family("d", [DecaySpec(n, "scalar", False, p) for n in DECAYS for p in ("none", "rope")])
-
-    def losses(rope_delta, spread):
-        return {DecaySpec(n, "scalar", False, p): [4.0 + (rope_delta if p == "rope" else 0.0) + e
-                                                for e in (-spread, 0.0, spread)]
-                for n in DECAYS for p in ("none", "rope")}
-
-    assert _verdict(fam, losses(0.0, 0.002), 4) == "agree"        # no gain, precise measurement
-    assert _verdict(fam, losses(-0.2, 0.002), 4) == "disagree"    # RoPE clearly better everywhere
-    assert _verdict(fam, losses(0.0, 0.2), 4) == "inconclusive"   # too noisy to rule out a gain
-    mixed = losses(0.0, 0.002)
-    mixed[DecaySpec("gla", "scalar", False, "rope")] = [3.8, 3.801, 3.799]
-    assert _verdict(fam, mixed, 4) == "agree"                        # better in 1 of 3 pairs only
-    two = _family("d", [DecaySpec(n, "scalar", False, p) for n in DECAYS[:2] for p in ("none", "rope")])
-    assert _verdict(two, {d: v for d, v in mixed.items() if d.decay in DECAYS[:2]}, 4) == "inconclusive"
-
-
-def test_compare_uses_seed_spread_or_the_single_seed_floor():
-    assert compare("a", [4.1, 4.1], "b", [4.0, 4.0]).outcome == "worse"
-    assert compare("a", [4.1, 3.9], "b", [4.0, 4.2]).outcome == "tied"
-    single = compare("a", [4.015], "b", [4.0])
-    assert not single.measured and single.outcome == "tied"
-    assert compare("a", [3.9], "b", [4.0]).outcome == "better"
+    # the h200 preset again: each verdict next to the 2026-11-28 report's (no run here: not decided)
+    assert "then → now" in report and "reports/h200-2026-11-28/report.md" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| 1 | (a)", "| 3 | (c)"))]
+    assert rows[0].endswith("| agree → not decided |") and rows[1].endswith("| inconclusive → not decided |")
 
 
 # --------------------------------------------------------------------------- runner and report
@@ -221,6 +143,38 @@ def _write_corpus(path: Path, n_docs: int = 80) -> Path:
                             for _ in range(rng.randint(8, 20)))
             f.write(json.dumps({"text": text}) + "\n")
     return path
+
+
+def test_report_of_a_seeded_sweep_draws_intervals_and_loss_against_decay(tmp_path):
+    """Three seeds of every design of the quick family (a), written as finished runs: the report
+    pools their variance (df = Σ(n − 1)), draws the interval, curve, decay and claim-1 figures,
+    and gives each design's 95% half-width in results.csv."""
+    import csv
+
+    from decaylab.sweep.report import write_report
+
+    families, scale, _ = presets.resolve("quick", ["a"])
+    init_sweep(tmp_path, "quick", families, scale, (0, 1, 2),
+               {"source": None, "dir": str(tmp_path / "data"), "vocab_size": 2048, "seed": 0})
+    _, _, runs = load_sweep(tmp_path)
+    rng = random.Random(0)
+    for i, run in enumerate(runs):
+        loss = 4.0 + 0.01 * (i // 3) + rng.gauss(0, 0.01)
+        path = tmp_path / "runs" / run.run_id
+        path.mkdir(parents=True)
+        (path / "final.json").write_text(json.dumps({"val_loss": loss, "val_ppl": 2.718 ** loss, "steps": 40}))
+        (path / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": s, "tokens": 1000 * s, "loss": loss + 1 / s}) + "\n" for s in range(1, 41)))
+        decay = {} if run.design is None else {"layers": [{"decay_median": 0.5 + 0.02 * (i // 3)}] * 2}
+        (path / "eval.json").write_text(json.dumps({"complete": True, "decay": decay}))
+    report = write_report(tmp_path).read_text()
+    assert f"df = {2 * len(families['a'].designs)}" in report and "no seed variance" not in report
+    for name in ("claim1_decay.png", "val_loss_a.png", "loss_a.png", "decay_a.png"):
+        assert f"]({name})" in report and (tmp_path / "report" / name).read_bytes().startswith(PNG_MAGIC)
+    with open(tmp_path / "report" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(families["a"].designs) and all(float(r["val_loss_ci95"]) > 0 for r in rows)
+    assert "then → now" not in report  # not the h200 study
 
 
 def test_report_warns_when_no_design_learned_the_recall_probe():
@@ -399,10 +353,12 @@ def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tm
             assert f"| {design_label(d)} | 1/1 |" in report
     for number, family in zip("1234", "abcd"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {number} | ({family}) |"))
-        assert row.rstrip(" |").split("**")[-2] in ("agree", "disagree", "inconclusive")
+        assert row.rstrip(" |").split("**")[-2] in ("agree", "disagree", "not decided")
+    assert "no seed variance: not decided" in report  # one seed: df = 0
     images = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert {f"loss_{k}.png" for k in "abcd"} <= set(images)
     assert {f"decay_{k}.png" for k in "abcd"} <= set(images)
+    assert {f"val_loss_{k}.png" for k in "abcd"} <= set(images)
     for name in images:
         data = (root / "report" / name).read_bytes()
         assert data.startswith(PNG_MAGIC), name

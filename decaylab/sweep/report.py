@@ -1,12 +1,19 @@
 """The report of a sweep: Markdown, CSV and PNG files under ``SWEEP_DIR/report/``.
 
-    report.md            the paper's four claims with this sweep's verdicts, then one section per
-                         family: its table, loss curves, median decay per layer, extrapolation
-    results.csv          one row per (family, design): mean, spread and seed count of each metric
+    report.md            the paper's four claims with this sweep's verdicts (and the verdicts of
+                         an earlier report of the same preset, "then → now"), the decision rule,
+                         the designs that need more seeds; then one section per family: its
+                         table and figures
+    results.csv          one row per (family, design): mean, spread and seed count of each metric,
+                         and the 95% half-width of the mean validation loss (pooled seed variance)
     runs.csv             one row per run
-    loss_<f>.png         training loss against tokens, one line per design of family f
-    decay_<f>.png        median decay per layer, one line per design of family f
+    claim1_decay.png     family a: validation loss against the learned and initial median decay
+    val_loss_<f>.png     final validation loss of each design of family f with its 95% interval, sorted
+    loss_<f>.png         training loss over the last half of training (smoothed), one line per design
+    decay_<f>.png        median decay per layer, one line per design, decay on [0, 1]
     extrapolation_<f>.png  perplexity by position up to 4× the training length
+
+Within a family every design keeps one colour, marker and line style (:func:`design_style`).
 
 Every file is written to a temporary name and renamed into place, and ``report.md`` is written
 last, so a reader never sees a partial file or a Markdown file pointing at a missing figure.
@@ -27,14 +34,24 @@ from decaylab.atomic import write_text_atomic
 from decaylab.sweep.presets import Family, design_key, design_label
 from decaylab.sweep.rundir import REPORT_DIR, DesignResult, collect
 from decaylab.sweep.verdicts import (
-    ASSUMED_SEED_SD,
-    MIN_EFFECT,
-    RESOLUTION,
     Claim,
+    MIN_SEEDS,
+    PooledVariance,
     claims,
+    initial_decay,
     mean_sd,
     median_decay,
+    pooled_variance,
+    rule_text,
+    seeds_needed,
 )
+
+# The verdicts of earlier reports, as written there (their rule: a difference beyond 2·SE of two
+# seeds), shown as "then → now" when a sweep of the same preset is reported again.
+PREVIOUS_VERDICTS = {
+    "h200": ("reports/h200-2026-11-28/report.md",
+             {1: "agree", 2: "agree", 3: "inconclusive", 4: "inconclusive"}),
+}
 
 # (column header, key of the per-run metrics, decimals)
 COLUMNS = (
@@ -73,7 +90,9 @@ def family_table(family: Family, results: dict[str, DesignResult]) -> str:
 
 
 def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -> str:
-    fields = ["family", "design", "design_key", "seeds"] + [f"{key}_{s}" for _, key, _ in COLUMNS for s in ("mean", "sd")]
+    fields = (["family", "design", "design_key", "seeds"]
+              + [f"{key}_{s}" for _, key, _ in COLUMNS for s in ("mean", "sd")] + ["val_loss_ci95"])
+    pool = sweep_pool(results)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -87,6 +106,8 @@ def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -
                 if values:
                     m, sd = mean_sd(values)
                     row[f"{key}_mean"], row[f"{key}_sd"] = m, ("" if sd is None else sd)
+            if res and res.losses() and pool.df:
+                row["val_loss_ci95"] = pool.t * pool.se(len(res.losses()))
             writer.writerow(row)
     return buf.getvalue()
 
@@ -102,29 +123,77 @@ def runs_csv(rows: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- figures
+# One palette for every figure of a family: ten distinct hues (tab10, no light/dark pairs), and
+# after ten designs another marker and line style, so no two designs of a family share a style.
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LINESTYLES = ("-", "--", ":", "-.")
+SMOOTH_POINTS = 9  # loss curves: trailing moving average over this many logged steps
 
 
-def _figure():
+def design_style(i: int) -> dict:
+    """Colour, marker and line style of the i-th design of a family."""
     import matplotlib
 
+    colors = matplotlib.colormaps["tab10"].colors
+    return {"color": colors[i % len(colors)], "marker": MARKERS[(i // len(colors)) % len(MARKERS)],
+            "linestyle": LINESTYLES[(i // len(colors)) % len(LINESTYLES)]}
+
+
+def _figure(width: float = 9, height: float = 4.5):
     from decaylab.figures import new_figure
 
-    fig, ax = new_figure(9, 4.5)
-    ax.set_prop_cycle(color=matplotlib.colormaps["tab20"].colors)
-    return fig, ax
+    return new_figure(width, height)
 
 
 def _legend(ax, n: int) -> None:
     ax.legend(fontsize="x-small", ncol=1 if n <= 8 else 2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
-    """Training loss (seed mean) and validation points against tokens, one colour per design."""
+def _save(fig, path: Path) -> None:
     from decaylab.figures import save_figure
 
+    save_figure(fig, path, dpi=110)
+
+
+def sweep_pool(results: dict[str, DesignResult]) -> PooledVariance:
+    """The seed variance of the validation loss pooled over every design of the sweep."""
+    return pooled_variance(r.losses() for r in results.values())
+
+
+def plot_loss_intervals(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
+    """Final validation loss of each design of the family, a dot with its 95% interval
+    (mean ± t·s_p/√n with the pooled seed variance), sorted best first; the band is the best's interval."""
+    pool = sweep_pool(results)
+    rows = sorted(((statistics.fmean(res.losses()), len(res.losses()), design_label(d))
+                   for d in family.designs if (res := results.get(design_key(d))) and res.losses()), reverse=True)
+    if not rows:
+        return False
+    fig, ax = _figure(8, 0.3 * len(rows) + 1.5)
+    means, counts, labels = zip(*rows)
+    errors = [pool.t * pool.se(n) for n in counts] if pool.df else None
+    ax.errorbar(means, range(len(rows)), xerr=errors, fmt="o", color="black", ecolor="grey", capsize=3)
+    if errors:
+        ax.axvspan(means[-1] - errors[-1], means[-1] + errors[-1], color="tab:green", alpha=0.15,
+                   label="the best's 95% interval")
+        ax.legend(fontsize="x-small", loc="lower right")
+    ax.set_yticks(range(len(rows)), labels, fontsize="small")
+    ax.set_xlabel("final validation loss (nats)")
+    basis = f"95% t-intervals, pooled s_p = {pool.sd:.4f}, df {pool.df}" if pool.df else "no seed variance (one seed)"
+    ax.set_title(f"({family.key}) {family.name}: validation loss ({basis})", fontsize="medium")
+    _save(fig, path)
+    return True
+
+
+def _smooth(values: list[float], window: int = SMOOTH_POINTS) -> list[float]:
+    """Trailing moving average over ``window`` points (fewer at the start)."""
+    return [statistics.fmean(values[max(0, i + 1 - window):i + 1]) for i in range(len(values))]
+
+
+def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
+    """Training loss (seed mean, smoothed) and validation points over the last half of training."""
     fig, ax = _figure()
     drawn = 0
-    for d in family.designs:
+    for i, d in enumerate(family.designs):
         res = results.get(design_key(d))
         curves = [c for c in (res.curves if res else []) if c]
         if not curves:
@@ -133,38 +202,48 @@ def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) ->
         for curve in curves:
             for r in curve:
                 by_step.setdefault(r["step"], []).append((r["tokens"], r["loss"]))
+        half = max(by_step) / 2
         steps = sorted(by_step)
-        tokens = [by_step[s][0][0] for s in steps]
-        (line,) = ax.plot(tokens, [statistics.fmean(v for _, v in by_step[s]) for s in steps],
-                          linewidth=1.2, label=design_label(d))
-        val = [(r["tokens"], r["val_loss"]) for curve in curves for r in curve if "val_loss" in r]
+        loss = _smooth([statistics.fmean(v for _, v in by_step[s]) for s in steps])
+        kept = [(by_step[s][0][0], v) for s, v in zip(steps, loss) if s >= half]
+        style = design_style(i)
+        ax.plot(*zip(*kept), linewidth=1.2, label=design_label(d), color=style["color"], linestyle=style["linestyle"])
+        val = [(r["tokens"], r["val_loss"]) for curve in curves for r in curve if "val_loss" in r and r["step"] >= half]
         if val:
-            ax.plot(*zip(*val), "o", color=line.get_color(), markersize=4)
+            ax.plot(*zip(*val), linestyle="none", marker=style["marker"], color=style["color"], markersize=4)
         drawn += 1
     if not drawn:
         return False
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("loss (nats; dots: validation)")
-    ax.set_title(f"({family.key}) {family.name}: training loss")
+    ax.set_ylabel(f"loss (nats; moving average of {SMOOTH_POINTS} logs; dots: validation)")
+    ax.set_title(f"({family.key}) {family.name}: training loss, last half of training")
     _legend(ax, drawn)
-    save_figure(fig, path, dpi=110)
+    _save(fig, path)
     return True
 
 
 def plot_decay(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
-    """Median decay per layer (seed mean), one line per design (decaylab.analysis's figure)."""
-    from decaylab.analysis import DecayStats, plot_median_decay_by_layer
-
-    lines = []
-    for d in family.designs:
+    """Median decay per layer (seed mean), one line per design, decay on [0, 1]."""
+    fig, ax = _figure()
+    drawn = 0
+    for i, d in enumerate(family.designs):
         res = results.get(design_key(d))
-        if res and res.decay:
-            layers = [{"decay_median": statistics.fmean(s["layers"][i]["decay_median"] for s in res.decay)}
-                      for i in range(len(res.decay[0]["layers"]))]
-            lines.append(DecayStats(design_label(d), d.decay_granularity, layers=layers))
-    if lines:
-        plot_median_decay_by_layer(lines, path, title=f"({family.key}) {family.name}: median decay per layer")
-    return bool(lines)
+        if not (res and res.decay):
+            continue
+        layers = range(len(res.decay[0]["layers"]))
+        medians = [statistics.fmean(s["layers"][j]["decay_median"] for s in res.decay) for j in layers]
+        ax.plot(layers, medians, label=design_label(d), **design_style(i))
+        drawn += 1
+    if not drawn:
+        return False
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("median decay λ")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"({family.key}) {family.name}: median decay per layer")
+    _legend(ax, drawn)
+    _save(fig, path)
+    return True
 
 
 def plot_extrapolation(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
@@ -184,8 +263,42 @@ def plot_extrapolation(family: Family, results: dict[str, DesignResult], path: P
     return bool(tables)
 
 
-FIGURES = (("loss", "loss curves", plot_losses), ("decay", "median decay per layer", plot_decay),
+def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], path: Path,
+                            decay_range: tuple[float, float] | None) -> bool:
+    """Claim 1: final validation loss (95% interval of each mean) against the learned median decay
+    (filled) and the initial one where the design fixes it (hollow, joined to the learned), decay on
+    [0, 1]; the band is ``decay_range``, the median decay of the designs tied with the best."""
+    pool = sweep_pool(results)
+    points = [(d, res) for d in family.designs if d is not None and (res := results.get(design_key(d)))
+              and res.losses() and res.decay]
+    if not points:
+        return False
+    fig, ax = _figure()
+    if decay_range:
+        low, high = decay_range
+        ax.axvspan(low - 0.005, high + 0.005, color="tab:green", alpha=0.15, label="working range (tied with the best)")
+    for i, (d, res) in enumerate(points):
+        style, loss = design_style(i), statistics.fmean(res.losses())
+        learned = median_decay(res.decay)
+        ax.errorbar([learned], [loss], yerr=pool.t * pool.se(len(res.losses())) if pool.df else None,
+                    fmt=style["marker"], color=style["color"], capsize=3, label=design_label(d))
+        initial = initial_decay(d)
+        if initial is not None:
+            ax.plot([initial, learned], [loss, loss], color=style["color"], linewidth=0.8, linestyle=":")
+            ax.plot([initial], [loss], marker=style["marker"], markerfacecolor="none", color=style["color"])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("median decay λ (filled: learned; hollow: initial)")
+    ax.set_ylabel("final validation loss (nats)")
+    ax.set_title(f"({family.key}) {family.name}: loss against median decay")
+    _legend(ax, len(points) + 1)
+    _save(fig, path)
+    return True
+
+
+FIGURES = (("val_loss", "validation loss with 95% intervals", plot_loss_intervals),
+           ("loss", "loss curves", plot_losses), ("decay", "median decay per layer", plot_decay),
            ("extrapolation", "length extrapolation", plot_extrapolation))
+CLAIM1_FIGURE = "claim1_decay.png"
 
 # --------------------------------------------------------------------------- the report
 
@@ -243,23 +356,56 @@ def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) ->
 
 
 def _claims(families: dict[str, Family], results: dict[str, DesignResult]) -> list[Claim]:
-    """The verdicts on the paper's claims from the seed losses and median decays of the decay designs."""
+    """The verdicts on the paper's claims from the seed losses and median decays of the decay
+    designs, with the seed variance pooled over every design (the softmax reference included)."""
     decays = [r for r in results.values() if r.design is not None]
     return claims(families, {r.design: r.losses() for r in decays if r.losses()},
-                  {r.design: median_decay(r.decay) for r in decays if r.decay})
+                  {r.design: median_decay(r.decay) for r in decays if r.decay}, sweep_pool(results))
 
 
-def _claims_section(found: list[Claim]) -> list[str]:
-    lines = ["", "## The paper's claims against this sweep", "",
-             "| # | family | the paper says | this sweep measured | verdict |", "|---|---|---|---|---|"]
+def previous_verdicts(preset: str) -> tuple[str, dict[int, str]] | None:
+    """The report and verdicts an earlier sweep of ``preset`` (or of one of ``a+b``'s parts) reached."""
+    return next((PREVIOUS_VERDICTS[p] for p in preset.split("+") if p in PREVIOUS_VERDICTS), None)
+
+
+def _more_seeds(seeds: dict[str, int], wanted: dict[str, int]) -> list[str]:
+    """One line per target seed count (close calls first); "every other design" where it applies to all the rest."""
+    lines, named = [], set()
+    for n in sorted(set(wanted.values()), reverse=True):
+        labels = sorted(label for label, want in wanted.items() if want == n)
+        rest = set(seeds) - named
+        who = (f"every {'other ' if named else ''}design ({len(labels)})" if set(labels) == rest and len(labels) > 3
+               else ", ".join(labels))
+        why = "close calls: an interval that crosses zero by less than half its half-width" if n > MIN_SEEDS \
+            else "the minimum"
+        lines += [f"More seeds needed ({why}): {n} for {who}.", ""]
+        named |= set(labels)
+    return lines
+
+
+def _claims_section(found: list[Claim], pool: PooledVariance, results: dict[str, DesignResult],
+                    previous: tuple[str, dict[int, str]] | None) -> list[str]:
+    head = "| # | family | the paper says | this sweep measured | verdict |"
+    if previous:
+        head += " then → now |"
+    lines = ["", "## The paper's claims against this sweep", "", head, "|---" * head.count(" | ") + "|---|"]
     for c in found:
-        lines.append(f"| {c.number} | ({c.family}) | {c.paper} | {c.measured} | **{c.verdict}** |")
-    lines += ["", (f"Verdicts compare final validation losses: a difference counts when it exceeds τ = max(2·SE of "
-              f"the seed means, {MIN_EFFECT} nats), or 2 × {ASSUMED_SEED_SD} nats when a design ran with one seed. "
-              f"Claim 4 needs τ ≤ {RESOLUTION} nats to agree. Comparisons:"), ""]
+        row = f"| {c.number} | ({c.family}) | {c.paper} | {c.measured} | **{c.verdict}** |"
+        if previous:
+            row += f" {previous[1].get(c.number, '—')} → {c.verdict} |"
+        lines.append(row)
+    lines += [""]
+    if previous:
+        lines += [f"Then: the verdicts of `{previous[0]}` (rule: a difference beyond 2·SE of two "
+                  "seeds; its *inconclusive* is *not decided* here). Now: this report's rule, below.", ""]
+    lines += [rule_text(pool), ""]
+    seeds = {design_label(r.design): len(r.losses()) for r in results.values()}
+    wanted = seeds_needed(seeds, [x for c in found for x in c.comparisons])
+    lines += _more_seeds(seeds, wanted)
+    lines += ["Comparisons:", ""]
     for c in found:
         if c.details:
-            lines.append(f"<details><summary>claim {c.number}: {len(c.details)} comparisons</summary>\n")
+            lines.append(f"<details><summary>claim {c.number}: {len(c.details)} lines</summary>\n")
             lines += [f"- {d}" for d in c.details]
             lines.append("\n</details>\n")
     return lines
@@ -290,7 +436,13 @@ def write_report(root: str | Path) -> Path:
     out.mkdir(exist_ok=True)
     write_text_atomic(out / "results.csv", results_csv(families, results))
     write_text_atomic(out / "runs.csv", runs_csv(rows))
-    lines = _header(record, results, rows) + _claims_section(_claims(families, results))
+    found = _claims(families, results)
+    lines = _header(record, results, rows) + _claims_section(found, sweep_pool(results), results,
+                                                             previous_verdicts(record["preset"]))
+    if "a" in families and plot_loss_against_decay(families["a"], results, out / CLAIM1_FIGURE, found[0].decay_range):
+        lines += [f"![claim 1: validation loss against median decay, family a]({CLAIM1_FIGURE})", ""]
+    else:
+        (out / CLAIM1_FIGURE).unlink(missing_ok=True)
     for fam in families.values():
         lines += ["", f"## ({fam.key}) {fam.name}", "", fam.question, "", family_table(fam, results), ""]
         for stem, title, plot in FIGURES:
