@@ -26,6 +26,8 @@ A **preset** is a choice of designs (``quick`` or ``full``), a default scale and
     gpu     every design at the ``small`` scale (~7M parameters), two seeds: a starting point for one GPU
     h200    the ``study`` designs at the ``study`` scale, two seeds: 56 runs in ~12 minutes of one H200
             (12 workers sharing it)
+    h200-optimal  the ``optimal`` designs (``study`` plus SD-0.5 and SD-0.999) at the ``optimal`` scale, three
+            seeds: the compute-optimal study of issue 16 (not yet run)
     paper   every design at 160M parameters on FineWeb-Edu, 10B tokens, as in the paper
 
 Quick scale, and why: the micro model (d 64, 2 layers, 4 heads of 16, FFN 176, ~0.37M
@@ -52,6 +54,16 @@ epoch), MQAR probe 400 steps. With 8 runs sharing one H200, the small model trai
 tokens/s in aggregate and a 34M model (d 512, 8 layers) at 0.64M: in the ~12 GPU minutes for 56
 runs the small model sees 1.3 tokens per parameter, the 34M one 0.13. Designs: the quick designs
 plus GLA with σ(f)^(1/τ), LSSP and TNL-L in (a).
+
+Optimal scale, and why (``--preset h200-optimal``, issue 16; not yet run): the same small model for
+3,950 steps of 32 × 512 tokens, 64.7M tokens = 20 per non-embedding parameter (3.2M; with the 8k
+vocabulary the embeddings and LM head hold another 4.2M) and 3.8 epochs of the larger corpus, the
+most the issue allows without a larger corpus. Throughput measured on one H200 (2026-12-02,
+benchmarks/RESULTS.md): one run of the small vector-decay model trains at 1.30M tokens/s with
+``compile_mode=reduce-overhead`` and 0.76M with the default compile mode, so a run takes 50–85 s of
+the GPU alone, and the 30 designs × 3 seeds (5.8B tokens) 75–130 GPU minutes one run after another:
+several sittings with ``--time-limit``. A second, larger scale point (the 34M model) is not defined yet: at the measured
+0.64M tokens/s in aggregate it would need 10× the GPU time.
 
 Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
 LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
@@ -153,7 +165,17 @@ def study_families() -> dict[str, Family]:
     return {**quick, "a": replace(a, designs=a.designs[:-1] + extra + (SOFTMAX,))}
 
 
-DESIGN_SETS = {"quick": quick_families, "study": study_families, "full": full_families}
+def optimal_families() -> dict[str, Family]:
+    """The designs of ``--preset h200-optimal``: the study designs plus SD-0.5 and SD-0.999 in (a), so that
+    claim 1 sees Simple Decay from a fast to a very slow forgetting."""
+    study = study_families()
+    extra = tuple(DecaySpec(n, default_granularity(n)) for n in ("sd-0.5", "sd-0.999"))
+    a = study["a"]
+    return {**study, "a": replace(a, designs=a.designs[:-1] + extra + (SOFTMAX,))}
+
+
+DESIGN_SETS = {"quick": quick_families, "study": study_families, "optimal": optimal_families,
+               "full": full_families}
 
 # --------------------------------------------------------------------------- scales
 
@@ -248,6 +270,11 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     # ~7M parameters, 9.8M tokens of the larger corpus: the one-H200 study (see the module docstring).
     Scale("study", "small", LARGE_8K, _train(512, 32, 600, 2e-3, ckpt_every=200, final_eval_batches=100),
           mqar_steps=400, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
+    # ~7M parameters (3.2M without the embeddings and LM head), 64.7M tokens = 20 per non-embedding parameter
+    # and 3.8 epochs of the larger corpus: the compute-optimal point of issue 16 (see the module docstring).
+    Scale("optimal", "small", LARGE_8K, _train(512, 32, 3950, 2e-3, eval_every=1000, ckpt_every=500,
+                                              final_eval_batches=100),
+          mqar_steps=1000, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
     # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.
     *(Scale(size, size, FINEWEB_EDU,
             _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,
@@ -280,6 +307,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("gpu", "every design, small model, larger corpus, two seeds (one GPU)", "full", "small", (0, 1)),
     Preset("h200", "the quick designs plus GLA-pow, LSSP and TNL-L, ~7M parameters, larger corpus, two seeds, "
            "~12 minutes on one H200 with --workers 12", "study", "study", (0, 1)),
+    Preset("h200-optimal", "the h200 designs plus SD-0.5 and SD-0.999, ~7M parameters at 20 tokens per "
+           "non-embedding parameter, three seeds (several H200 sittings with --time-limit)", "optimal", "optimal",
+           (0, 1, 2)),
     Preset("paper", "every design at 160M parameters, FineWeb-Edu, 10B tokens (as the paper)", "full", "160m", (0,)),
 )}
 
