@@ -7,7 +7,8 @@ non-space characters preceded by one space and followed by ``.``, ``!`` or ``?``
 text or is followed by whitespace or a closing quote/bracket. A candidate is skipped when
 
 * the word is not made only of ASCII letters or has fewer than ``min_target_chars`` of them, or
-* fewer than ``min_context_tokens`` tokens of its document come before it.
+* fewer than ``min_context_tokens`` (default ``max(context_tokens // 4, 1)``) tokens of its document come before
+  it, or of the cut context are left.
 
 Candidates are visited in the order of a permutation seeded by ``seed`` and the first ``n`` kept
 (all of them when there are fewer). The *target* is the space and the word (``" word"``: one or
@@ -68,9 +69,10 @@ def validation_documents(dataset: TokenDataset, scan_tokens: int = SCAN_TOKENS) 
     return [tokens[s + 1 : e].tolist() for s, e in zip(bounds, ends) if e > s + 1]
 
 
-def cloze_examples(dataset: TokenDataset, n: int, *, context_tokens: int = 256, min_context_tokens: int = 32,
+def cloze_examples(dataset: TokenDataset, n: int, *, context_tokens: int = 128, min_context_tokens: int | None = None,
                    min_target_chars: int = 3, seed: int = 0, scan_tokens: int = SCAN_TOKENS) -> list[ClozeExample]:
     """Up to ``n`` cloze examples from the validation documents of ``dataset`` (rule: module docstring)."""
+    min_context_tokens = max(context_tokens // 4, 1) if min_context_tokens is None else min_context_tokens
     if n < 1 or context_tokens < 1 or min_context_tokens > context_tokens:
         raise ValueError(f"need n ≥ 1 and 1 ≤ context_tokens, min_context_tokens ≤ context_tokens; got {n=}, "
                          f"{context_tokens=}, {min_context_tokens=}")
@@ -150,7 +152,7 @@ def score_cloze(task_dir: str | Path, model, tokenizer: str | Path, *, device: s
             "n": output["n-samples"][TASK]["effective"]}
 
 
-def evaluate_cloze(model, dataset_dir: str | Path, n: int, *, context_tokens: int = 256, seed: int = 0,
+def evaluate_cloze(model, dataset_dir: str | Path, n: int, *, context_tokens: int = 128, seed: int = 0,
                    device: str | None = None, batch_size: int = 8) -> dict:
     """Build ``n`` examples from the validation split of ``dataset_dir``, score ``model`` on them in a
     temporary task directory, and return the scores with the settings (``context_tokens``, ``seed``)."""
