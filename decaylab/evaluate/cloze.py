@@ -27,6 +27,7 @@ by ``lm_eval.simple_evaluate`` on :class:`decaylab.evaluate.lm_eval_adapter.Deca
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import tempfile
@@ -37,7 +38,6 @@ import numpy as np
 
 from decaylab.atomic import write_text_atomic
 from decaylab.data import TokenDataset
-from decaylab.data.tokenizer import encode_batch
 
 TASK = "decaylab_cloze"
 JSONL_FILE = f"{TASK}.jsonl"
@@ -80,29 +80,31 @@ def cloze_examples(dataset: TokenDataset, n: int, *, context_tokens: int = 128, 
     texts = tok.batch_decode(validation_documents(dataset, scan_tokens))
     candidates = [(d, m.start() - 1, m.group(1)) for d, text in enumerate(texts) for m in SENTENCE_FINAL_WORD.finditer(text)
                   if ASCII_WORD.fullmatch(m.group(1)) and len(m.group(1)) >= min_target_chars]
+    token_starts: dict[int, list[int]] = {}  # document -> character offset of each of its tokens
     examples = []
     for i in np.random.default_rng(seed).permutation(len(candidates)):
         document, offset, word = candidates[i]
-        example = _example(tok, texts[document], document, offset, word, context_tokens, min_context_tokens)
-        if example is not None:
-            examples.append(example)
+        if document not in token_starts:
+            token_starts[document] = [o[0] for o in tok.backend_tokenizer.encode(texts[document], add_special_tokens=False).offsets]
+        start = _context_start(token_starts[document], texts[document], offset, context_tokens, min_context_tokens)
+        if start is not None:
+            examples.append(ClozeExample(texts[document][start:offset], " " + word, document, offset))
             if len(examples) == n:
                 break
     return examples
 
 
-def _example(tok, text: str, document: int, offset: int, word: str, context_tokens: int, min_context_tokens: int) -> ClozeExample | None:
-    """The example whose target starts at ``text[offset]`` (a space), or None when too little precedes it."""
-    before = text[:offset]
-    encoding = tok.backend_tokenizer.encode(before, add_special_tokens=False)
-    if len(encoding.ids) < min_context_tokens:
-        return None
+def _context_start(token_starts: list[int], text: str, offset: int, context_tokens: int,
+                   min_context_tokens: int) -> int | None:
+    """Where the context of the target at ``text[offset]`` (a space) starts: 0, or the first space
+    after the token ``context_tokens`` tokens back; None when fewer than ``min_context_tokens`` remain."""
+    before = bisect.bisect_left(token_starts, offset)  # tokens of the document before the target
     start = 0
-    if len(encoding.ids) > context_tokens:
-        start = before.find(" ", encoding.offsets[-context_tokens][0])
-        if start < 0 or len(encode_batch(tok, [before[start:]])[0]) < min_context_tokens:
+    if before > context_tokens:
+        start = text.find(" ", token_starts[before - context_tokens], offset)
+        if start < 0:
             return None
-    return ClozeExample(before[start:], " " + word, document, offset)
+    return start if before - bisect.bisect_left(token_starts, start) >= min_context_tokens else None
 
 
 def write_cloze_task(examples: list[ClozeExample], directory: str | Path) -> Path:

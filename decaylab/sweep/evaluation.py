@@ -93,7 +93,8 @@ def _cloze(model, val, settings: dict, spec: dict) -> dict:
         return {"skipped": "cloze_examples = 0 at this scale"}
     from decaylab.evaluate.cloze import evaluate_cloze
 
-    return evaluate_cloze(model, val.directory, n, context_tokens=max(settings["seq_len"] // 2, 1), seed=0)
+    return evaluate_cloze(model, val.directory, n, context_tokens=max(settings["seq_len"] // 2, 1), seed=0,
+                          batch_size=32)
 
 
 COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay, "cloze": _cloze}
