@@ -1,5 +1,5 @@
-"""``decaylab eval``: perplexity, length extrapolation, associative recall, last-word cloze and lm-eval tasks of one
-trained model, written as one JSON file."""
+"""``decaylab eval``: perplexity, length extrapolation, associative recall, last-word cloze and lm-eval
+tasks of one trained model, written as one JSON file."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall-vocab", type=positive_int, default=RecallProbe.vocab_size,
                         help="task vocabulary of the MQAR-trained model")
     parser.add_argument("--cloze", type=positive_int, metavar="N",
-                        help="also score a last-word cloze of N examples from --data's validation documents (contexts of up to seq_len/2 tokens), through lm-eval")
+                        help="also score a last-word cloze of N examples from --data's validation documents "
+                             "(contexts of up to seq_len/2 tokens), through lm-eval")
     parser.add_argument("--lm-eval-tasks", nargs="+", metavar="TASK", help="lm-evaluation-harness task names")
     parser.add_argument("--lm-eval-include", help="a directory of extra lm-eval task YAMLs (e.g. local JSONL tasks)")
     parser.add_argument("--lm-eval-local-only", action="store_true",
@@ -107,8 +108,8 @@ def main(args: argparse.Namespace) -> int:
     if args.cloze:
         from decaylab.evaluate.cloze import evaluate_cloze
 
-        results["cloze"] = evaluate_cloze(model, args.data, args.cloze, context_tokens=max(seq_len // 2, 1), seed=args.seed,
-                                          batch_size=args.batch_size)
+        results["cloze"] = evaluate_cloze(model, args.data, args.cloze, context_tokens=max(seq_len // 2, 1),
+                                          seed=args.seed, batch_size=args.batch_size)
         print(f"cloze accuracy {results['cloze']['acc']:.3f}, target perplexity {results['cloze']['ppl']:.1f} "
               f"({results['cloze']['n']} examples)")
 

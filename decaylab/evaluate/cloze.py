@@ -78,14 +78,16 @@ def cloze_examples(dataset: TokenDataset, n: int, *, context_tokens: int = 128, 
                          f"{context_tokens=}, {min_context_tokens=}")
     tok = dataset.tokenizer
     texts = tok.batch_decode(validation_documents(dataset, scan_tokens))
-    candidates = [(d, m.start() - 1, m.group(1)) for d, text in enumerate(texts) for m in SENTENCE_FINAL_WORD.finditer(text)
+    candidates = [(d, m.start() - 1, m.group(1)) for d, text in enumerate(texts)
+                  for m in SENTENCE_FINAL_WORD.finditer(text)
                   if ASCII_WORD.fullmatch(m.group(1)) and len(m.group(1)) >= min_target_chars]
     token_starts: dict[int, list[int]] = {}  # document -> character offset of each of its tokens
     examples = []
     for i in np.random.default_rng(seed).permutation(len(candidates)):
         document, offset, word = candidates[i]
         if document not in token_starts:
-            token_starts[document] = [o[0] for o in tok.backend_tokenizer.encode(texts[document], add_special_tokens=False).offsets]
+            encoding = tok.backend_tokenizer.encode(texts[document], add_special_tokens=False)
+            token_starts[document] = [start for start, _ in encoding.offsets]
         start = _context_start(token_starts[document], texts[document], offset, context_tokens, min_context_tokens)
         if start is not None:
             examples.append(ClozeExample(texts[document][start:offset], " " + word, document, offset))
@@ -160,7 +162,8 @@ def evaluate_cloze(model, dataset_dir: str | Path, n: int, *, context_tokens: in
     temporary task directory, and return the scores with the settings (``context_tokens``, ``seed``)."""
     examples = cloze_examples(TokenDataset.open(dataset_dir, "val"), n, context_tokens=context_tokens, seed=seed)
     if not examples:
-        raise ValueError(f"the validation split of {dataset_dir} has no sentence-final word to build a cloze example from")
+        raise ValueError(f"the validation split of {dataset_dir} has no sentence-final word to build a cloze "
+                         "example from")
     with tempfile.TemporaryDirectory(prefix="decaylab-cloze-") as task_dir:
         scores = score_cloze(write_cloze_task(examples, task_dir), model, dataset_dir, device=device,
                              batch_size=batch_size)

@@ -50,7 +50,8 @@ class DecaylabLM(HFLM):
                  batch_size: int | str = 8, max_length: int = 2048, **kwargs):
         if isinstance(pretrained, PreTrainedModel):
             if tokenizer is None:
-                raise ValueError("DecaylabLM on a loaded model needs tokenizer= (a tokenizer.json, dataset directory or name)")
+                raise ValueError("DecaylabLM on a loaded model needs tokenizer= (a tokenizer.json, a dataset "
+                                 "directory or a name)")
             model, device = pretrained, str(pretrained.device)
             tok = folder_tokenizer(load_tokenizer(tokenizer))
         else:
