@@ -1,5 +1,5 @@
-"""``decaylab eval``: perplexity, length extrapolation, associative recall and lm-eval tasks of one
-trained model, written as one JSON file."""
+"""``decaylab eval``: perplexity, length extrapolation, associative recall, last-word cloze and lm-eval
+tasks of one trained model, written as one JSON file."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall-pairs", type=positive_int, default=RecallProbe.num_pairs)
     parser.add_argument("--recall-vocab", type=positive_int, default=RecallProbe.vocab_size,
                         help="task vocabulary of the MQAR-trained model")
+    parser.add_argument("--cloze", type=positive_int, metavar="N",
+                        help="also score a last-word cloze of N examples from --data's validation documents "
+                             "(contexts of up to seq_len/2 tokens), through lm-eval")
     parser.add_argument("--lm-eval-tasks", nargs="+", metavar="TASK", help="lm-evaluation-harness task names")
     parser.add_argument("--lm-eval-include", help="a directory of extra lm-eval task YAMLs (e.g. local JSONL tasks)")
     parser.add_argument("--lm-eval-local-only", action="store_true",
@@ -64,8 +67,9 @@ def main(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     progress = not args.no_progress
-    if args.extrapolate and not args.data:
-        raise ValueError("--extrapolate needs --data DATASET_DIR")
+    for option in ("extrapolate", "cloze"):
+        if getattr(args, option) and not args.data:
+            raise ValueError(f"--{option} needs --data DATASET_DIR")
     if not (args.data or args.recall or args.lm_eval_tasks):
         raise ValueError("nothing to do; pass --data DATASET_DIR, --recall or --lm-eval-tasks")
     model_dir = resolve_model_dir(args.model)
@@ -100,6 +104,14 @@ def main(args: argparse.Namespace) -> int:
         results["recall"] = {"trained": trained, "zero_shot": zero_shot}
         print(f"MQAR accuracy: trained {trained['accuracy']:.3f}, zero-shot {zero_shot['accuracy']:.3f} "
               f"(chance {trained['chance']:.3f} / {zero_shot['chance']:.4f})")
+
+    if args.cloze:
+        from decaylab.evaluate.cloze import evaluate_cloze
+
+        results["cloze"] = evaluate_cloze(model, args.data, args.cloze, context_tokens=max(seq_len // 2, 1),
+                                          seed=args.seed, batch_size=args.batch_size)
+        print(f"cloze accuracy {results['cloze']['acc']:.3f}, target perplexity {results['cloze']['ppl']:.1f} "
+              f"({results['cloze']['n']} examples)")
 
     if args.lm_eval_tasks:
         del model  # the adapter loads its own copy

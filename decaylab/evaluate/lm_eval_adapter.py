@@ -27,6 +27,9 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
     raise ImportError("the lm-eval adapter needs lm-evaluation-harness and accelerate: "
                       "pip install 'decaylab[eval]'") from err
 
+from transformers import PreTrainedModel
+
+from decaylab.data.tokenizer import load_tokenizer
 from decaylab.device import pick_device
 from decaylab.evaluate.loading import load_model, load_model_tokenizer
 from decaylab.model.folder import folder_tokenizer
@@ -36,16 +39,24 @@ from decaylab.model.folder import folder_tokenizer
 class DecaylabLM(HFLM):
     """lm-eval's ``HFLM`` on a decaylab (or softmax-reference) model.
 
-    Args: ``pretrained`` a model folder, checkpoint or run directory; ``tokenizer`` a tokenizer.json, a
+    Args: ``pretrained`` a model folder, checkpoint or run directory, or a model already loaded (then
+    scored where it is, and ``tokenizer`` is needed); ``tokenizer`` a tokenizer.json, a
     prepared dataset directory or a HF tokenizer name (default: found next to the model, see
     :func:`load_model_tokenizer`); ``device`` (default: CUDA when available); ``batch_size``, ``max_length``,
     ``max_gen_toks`` and any other keyword as for ``HFLM``.
     """
 
-    def __init__(self, pretrained: str, tokenizer: str | None = None, device: str | None = None,
+    def __init__(self, pretrained: str | PreTrainedModel, tokenizer: str | None = None, device: str | None = None,
                  batch_size: int | str = 8, max_length: int = 2048, **kwargs):
-        device = str(pick_device(device or "auto"))
-        model = load_model(pretrained, device)
-        tok = folder_tokenizer(load_model_tokenizer(pretrained, tokenizer))
+        if isinstance(pretrained, PreTrainedModel):
+            if tokenizer is None:
+                raise ValueError("DecaylabLM on a loaded model needs tokenizer= (a tokenizer.json, a dataset "
+                                 "directory or a name)")
+            model, device = pretrained, str(pretrained.device)
+            tok = folder_tokenizer(load_tokenizer(tokenizer))
+        else:
+            device = str(pick_device(device or "auto"))
+            model = load_model(pretrained, device)
+            tok = folder_tokenizer(load_model_tokenizer(pretrained, tokenizer))
         super().__init__(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_length,
                          device=device, **kwargs)

@@ -1,6 +1,6 @@
 """Evaluation of one trained run of a sweep, cached in ``run_dir/eval.json``.
 
-Three pieces, each computed once and stored as soon as it is done (a crash loses at most the
+Four pieces, each computed once and stored as soon as it is done (a crash loses at most the
 piece in progress):
 
     extrapolation   loss/perplexity by position bucket on validation windows of
@@ -10,6 +10,10 @@ piece in progress):
     decay           per layer and head decay statistics on validation text
                     (decaylab.analysis.decay_stats, as its ``to_dict``); ``{"skipped": reason}``
                     for the softmax reference
+    cloze           last-word cloze accuracy and target perplexity through lm-eval
+                    (decaylab.evaluate.cloze), on the same ``cloze_examples`` validation examples
+                    for every run (seed 0, contexts of up to seq_len / 2 tokens); ``{"skipped": reason}``
+                    when ``cloze_examples`` is 0 or absent (a run.json written before this piece)
 
 A piece whose module is not installed is recorded as ``{"unavailable": reason}``, one that raised
 as ``{"error": message}`` (the trained run stays usable); both are tried again by the next
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from decaylab.sweep.rundir import EVAL_FILE, read_json, write_json_atomic
 
-PIECES = ("extrapolation", "recall", "decay")
+PIECES = ("extrapolation", "recall", "decay", "cloze")
 RETRY = {"unavailable", "error"}  # markers of a piece to compute again
 
 
@@ -83,5 +87,15 @@ def _decay(model, val, settings: dict, spec: dict) -> dict:
     return to_dict(decay_stats(model, inputs, name=spec["run_id"], progress=False))
 
 
-COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay}
+def _cloze(model, val, settings: dict, spec: dict) -> dict:
+    n = settings.get("cloze_examples", 0)
+    if not n:
+        return {"skipped": "cloze_examples = 0 at this scale"}
+    from decaylab.evaluate.cloze import evaluate_cloze
+
+    return evaluate_cloze(model, val.directory, n, context_tokens=max(settings["seq_len"] // 2, 1), seed=0,
+                          batch_size=32)
+
+
+COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay, "cloze": _cloze}
 

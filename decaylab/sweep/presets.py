@@ -188,8 +188,9 @@ class Scale:
     (the vocabulary always follows the dataset). ``data`` is the ``TrainConfig.data`` mapping.
     ``train`` holds further ``TrainConfig`` fields. Evaluation: perplexity by position on windows
     of ``extrapolation_factor`` × ``seq_len`` tokens (``extrapolation_batches`` batches), an MQAR
-    probe trained for ``mqar_steps`` steps (0 = off) on ``mqar_task``, and decay statistics over
-    ``analysis_batches`` validation batches.
+    probe trained for ``mqar_steps`` steps (0 = off) on ``mqar_task``, decay statistics over
+    ``analysis_batches`` validation batches, and a last-word cloze of ``cloze_examples`` examples
+    (0 = off; decaylab.evaluate.cloze).
     """
 
     name: str
@@ -203,6 +204,7 @@ class Scale:
     mqar_task: dict = field(default_factory=lambda: {"seq_len": 64, "num_pairs": 8, "vocab_size": 64})
     mqar_batch_size: int = 32
     analysis_batches: int = 4
+    cloze_examples: int = 0
 
     @property
     def seq_len(self) -> int:
@@ -230,7 +232,12 @@ class Scale:
                 "model_overrides": self.model_overrides, "extrapolation_factor": self.extrapolation_factor,
                 "extrapolation_batches": self.extrapolation_batches, "mqar_steps": self.mqar_steps,
                 "mqar_task": self.mqar_task, "mqar_batch_size": self.mqar_batch_size,
-                "analysis_batches": self.analysis_batches}
+                "analysis_batches": self.analysis_batches,
+                **self.cloze_settings()}
+
+    def cloze_settings(self) -> dict:
+        """``{"cloze_examples": n}``, empty when off, so sweeps recorded before the field stay the same sweep."""
+        return {"cloze_examples": self.cloze_examples} if self.cloze_examples else {}
 
 
 SOFTMAX_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "head_dim", "num_attention_heads")
@@ -262,11 +269,11 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
           extrapolation_batches=4, mqar_steps=0, analysis_batches=2),
     # ~2.5M parameters, 4M tokens (about one epoch of the embedded corpus): tens of minutes per run on a CPU.
     Scale("tiny", "tiny", EMBEDDED_8K, _train(256, 16, 1000, 3e-3, eval_every=250, final_eval_batches=40),
-          mqar_steps=300),
+          mqar_steps=300, cloze_examples=200),
     # ~7M parameters, 33M tokens of the larger corpus: minutes per run on one GPU.
     Scale("small", "small", LARGE_8K, _train(512, 32, 2000, 2e-3, eval_every=500, ckpt_every=500,
                                             final_eval_batches=100), mqar_steps=1000,
-          mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
+          mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16, cloze_examples=500),
     # ~7M parameters, 9.8M tokens of the larger corpus: the one-H200 study (see the module docstring).
     Scale("study", "small", LARGE_8K, _train(512, 32, 600, 2e-3, ckpt_every=200, final_eval_batches=100),
           mqar_steps=400, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
@@ -280,7 +287,7 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
             _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,
                    log_every=20, warmup_steps=1000),
             mqar_steps=2000, mqar_task={"seq_len": 512, "num_pairs": 64, "vocab_size": 8192},
-            extrapolation_batches=32, analysis_batches=16)
+            extrapolation_batches=32, analysis_batches=16, cloze_examples=1000)
       for size, lr in (("160m", 3e-3), ("410m", 1.5e-3), ("1.45b", 8e-4))),
 )}
 

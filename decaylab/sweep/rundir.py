@@ -128,6 +128,7 @@ def run_spec(run: Run, scale: Scale, data: dict) -> dict:
             "mqar_task": scale.mqar_task,
             "mqar_batch_size": scale.mqar_batch_size,
             "analysis_batches": scale.analysis_batches,
+            **scale.cloze_settings(),
         },
     }
 
@@ -247,6 +248,8 @@ def run_metrics(path: Path) -> dict[str, float]:
         out["extrap_ppl"] = buckets[-1]["ppl"]
     if "accuracy" in evaluation.get("recall", {}):
         out["recall"] = evaluation["recall"]["accuracy"]
+    if "acc" in evaluation.get("cloze", {}):
+        out["cloze_acc"], out["cloze_ppl"] = evaluation["cloze"]["acc"], evaluation["cloze"]["ppl"]
     return out
 
 
