@@ -74,7 +74,8 @@ def test_checkpoint_and_export_load_in_a_process_without_decaylab(run_dir, tmp_p
         ids = torch.tensor(got["ids"])
         assert ids.tolist() == [tokenizer.encode(PROMPTS[0])]
         with torch.no_grad():
-            assert torch.equal(torch.tensor(got["logits"]), model(ids).logits)
+            # same weights and code; a process with another thread count may sum in another order
+            torch.testing.assert_close(torch.tensor(got["logits"]), model(ids).logits, rtol=1e-5, atol=1e-5)
         for prompt, text in zip(PROMPTS, got["texts"]):  # the batch was left padded; each continues greedily
             ids = torch.tensor([tokenizer.encode(prompt)])
             out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=eot, pad_token_id=eot)

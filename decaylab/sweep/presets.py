@@ -281,7 +281,8 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     # and 3.8 epochs of the larger corpus: the compute-optimal point of issue 16 (see the module docstring).
     Scale("optimal", "small", LARGE_8K, _train(512, 32, 3950, 2e-3, eval_every=1000, ckpt_every=500,
                                               final_eval_batches=100),
-          mqar_steps=1000, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
+          mqar_steps=1000, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16,
+          cloze_examples=500),
     # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.
     *(Scale(size, size, FINEWEB_EDU,
             _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,

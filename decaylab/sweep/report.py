@@ -59,6 +59,7 @@ COLUMNS = (
     ("val loss", "val_loss", 3),
     ("extrap. ppl", "extrap_ppl", 1),
     ("MQAR acc.", "recall", 3),
+    ("cloze acc.", "cloze_acc", 3),
     ("tokens/s", "tokens_per_s", 0),
     ("train s", "train_time_s", 0),
     ("params", "params", 0),
@@ -114,7 +115,7 @@ def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -
 
 def runs_csv(rows: list[dict]) -> str:
     fields = ["run_id", "design", "seed", "families", "state", "val_loss", "val_ppl", "extrap_ppl", "recall",
-              "tokens_per_s", "params", "tokens", "train_time_s", "error"]
+              "cloze_acc", "cloze_ppl", "tokens_per_s", "params", "tokens", "train_time_s", "error"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -349,7 +350,9 @@ def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) ->
         *[line for r in rows if r["state"] == "failed" for line in (f"Failed: `{r['run_id']}`: {r['error']}", "")],
         ("Tables show mean ± sample standard deviation over seeds (no ± when one seed ran). "
          f"Extrap. ppl: perplexity at positions {factor - 1}L to {factor}L of windows {factor}× the training "
-         f"length L. {recall} Train s: seconds of training steps (tokens/s is over them). "
+         f"length L. {recall} Cloze acc.: share of last-word cloze examples from the validation documents "
+         "whose every target token is the model's greedy choice (an lm-eval local task; — where the scale "
+         "runs none). Train s: seconds of training steps (tokens/s is over them). "
          "Per-run numbers: [runs.csv](runs.csv); per design: [results.csv](results.csv)."),
     ]
     return lines
