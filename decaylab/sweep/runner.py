@@ -131,15 +131,21 @@ class Worker:
             answer = ""
         if answer.strip():
             return int(answer)
-        rc = self.proc.wait()
-        self.proc = None
+        rc = self.close()
         return rc if rc < 0 else -abs(rc or 1)
 
-    def close(self) -> None:
-        if self.proc is not None:
-            self.proc.stdin.close()
-            self.proc.wait()
-            self.proc = None
+    def close(self) -> int:
+        """End the worker process (closing its input ends its loop) and its pipes; its exit status."""
+        if self.proc is None:
+            return 0
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except BrokenPipeError:
+                pass
+        rc = self.proc.wait()
+        self.proc = None
+        return rc
 
 
 def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: int | None = None,
