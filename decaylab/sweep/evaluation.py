@@ -71,10 +71,11 @@ def _extrapolation(model, val, settings: dict, spec: dict) -> dict:
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
+    from decaylab.device import model_device
     from decaylab.evaluate.recall import RecallProbe, train_and_eval_mqar
 
     probe = RecallProbe(**settings["mqar_task"], steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"])
-    return train_and_eval_mqar(model.config, probe, seed=spec["seed"], device=next(model.parameters()).device,
+    return train_and_eval_mqar(model.config, probe, seed=spec["seed"], device=model_device(model),
                                progress=False)
 
 

@@ -171,7 +171,7 @@ def plot_loss_intervals(family: Family, results: dict[str, DesignResult], path: 
         return False
     fig, ax = _figure(8, 0.3 * len(rows) + 1.5)
     means, counts, labels = zip(*rows)
-    errors = [pool.t * pool.se(n) for n in counts] if pool.df else None
+    errors = [pool.half_width(n) for n in counts] if pool.df else None
     ax.errorbar(means, range(len(rows)), xerr=errors, fmt="o", color="black", ecolor="grey", capsize=3)
     if errors:
         ax.axvspan(means[-1] - errors[-1], means[-1] + errors[-1], color="tab:green", alpha=0.15,
@@ -281,7 +281,7 @@ def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], pa
     for i, (d, res) in enumerate(points):
         style, loss = design_style(i), statistics.fmean(res.losses())
         learned = median_decay(res.decay)
-        ax.errorbar([learned], [loss], yerr=pool.t * pool.se(len(res.losses())) if pool.df else None,
+        ax.errorbar([learned], [loss], yerr=pool.half_width(len(res.losses())),
                     fmt=style["marker"], color=style["color"], capsize=3, label=design_label(d))
         initial = initial_decay(d)
         if initial is not None:

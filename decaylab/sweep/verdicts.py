@@ -94,6 +94,10 @@ class PooledVariance:
         """SE of a difference of means of n_a and n_b seeds (of one mean when n_b is None)."""
         return self.sd * math.sqrt(1 / n_a + (1 / n_b if n_b else 0.0))
 
+    def half_width(self, n: int) -> float | None:
+        """Half-width t·SE of the 95% interval of one mean of n seeds (None when df = 0)."""
+        return self.t * self.se(n) if self.df else None
+
 
 def pooled_variance(groups: Iterable[Sequence[float]]) -> PooledVariance:
     """s_p² = Σ_d Σ_i (x_di − x̄_d)² / Σ_d (n_d − 1) over the seed values of every design d."""
@@ -329,7 +333,7 @@ def claim_sharing(ev: Evidence) -> Outcome:
     comps = with_holm([ev.compare(v, d) for v, d in pairs])
     verdict, summary = _direction_verdict(comps, "worse")
     details = [f"{c.describe()}; {ev.median_text(v)}, {ev.median_text(d)}" for c, (v, d) in zip(comps, pairs)]
-    return verdict, f"shared is {summary}", details, comps
+    return Outcome(verdict, f"shared is {summary}", details, comps)
 
 
 def claim_granularity(ev: Evidence) -> Outcome:
@@ -351,7 +355,7 @@ def claim_granularity(ev: Evidence) -> Outcome:
                 f"of another parameterization in {len(beats)} of {len(cross)} pairs (Holm): {second}")
     details = ([c.describe() for c in within] + [f"(ii) {c.describe()}" for c in beats]
                + ([f"(ii) {len(cross) - len(beats)} other cross pairs: no scalar better"] if cross else []))
-    return verdict, measured, details, within + cross
+    return Outcome(verdict, measured, details, within + cross)
 
 
 def claim_rope(ev: Evidence) -> Outcome:
@@ -361,7 +365,7 @@ def claim_rope(ev: Evidence) -> Outcome:
     n = len(comps)
     if n == 0 or ev.pool.df == 0:
         why = "no pair of designs ran" if n == 0 else NO_VARIANCE
-        return NOT_DECIDED, why, [c.describe() for c in comps + others], comps + others
+        return Outcome(NOT_DECIDED, why, [c.describe() for c in comps + others], comps + others)
     gain_p, small_p = zip(*(one_sided_p(c, NO_REAL_GAIN) for c in comps))
     gains = [p < ALPHA / 2 for p in holm(gain_p)]
     small = [p < ALPHA / 2 for p in holm(small_p)]
@@ -370,7 +374,7 @@ def claim_rope(ev: Evidence) -> Outcome:
     verdict = AGREE if 2 * sum(small) > n else DISAGREE if 2 * sum(gains) > n else NOT_DECIDED
     details = [f"{c.describe()}; gain {'above' if g else 'below' if s else 'not shown above or below'} the bound"
                for c, g, s in zip(comps, gains, small)] + [c.describe() for c in others]
-    return verdict, summary, details, comps + others
+    return Outcome(verdict, summary, details, comps + others)
 
 
 CLAIM_RULES = {1: claim_parameterization, 2: claim_sharing, 3: claim_granularity, 4: claim_rope}
@@ -398,7 +402,7 @@ def claims(families: dict[str, Family], losses: Losses, medians: Medians | None 
         ran = {d: losses[d] for d in families[family_key].designs if d is not None and losses.get(d)}
         initial = {d: initial_decay(d) for d in ran if initial_decay(d) is not None}
         evidence = Evidence(ran, pool, medians, initial)
-        verdict, measured, details, comps, decay_range = Outcome(*CLAIM_RULES[number](evidence))
+        verdict, measured, details, comps, decay_range = CLAIM_RULES[number](evidence)
         if pool.df == 0:
             verdict, measured = NOT_DECIDED, f"{NO_VARIANCE} (one seed per design); {measured}"
         out.append(Claim(number, family_key, paper, verdict, measured, tuple(details), tuple(comps), decay_range))

@@ -54,8 +54,8 @@ from decaylab.train.distributed import (
 )
 from decaylab.train.metrics import MetricsLog
 from decaylab.train.optim import make_optimizer
-from decaylab.train.step import evaluate, optimizer_step
 from decaylab.train.rundir import FINAL_FILE, checkpoints_root
+from decaylab.train.step import evaluate, optimizer_step
 
 log = logging.getLogger(__name__)
 
