@@ -126,22 +126,22 @@ def read_versioned_manifest(path: Path, fmt: str, version: int, *, what: str, mi
     return manifest
 
 
+def _file_digest(path: Path, hasher) -> str:
+    """The hex digest of every byte of ``path`` through ``hasher`` (read in 16 MiB blocks)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """The sha256 (hex) of every byte of ``path``."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _file_digest(path, hashlib.sha256())
 
 
 def xxh3_file(path: Path) -> str:
     """The xxh3-128 checksum (hex) of every byte of ``path``."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+    return _file_digest(path, xxhash.xxh3_128())
 
 
 def _file_state(path: Path) -> tuple:

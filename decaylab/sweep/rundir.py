@@ -110,11 +110,16 @@ def expand(families: dict[str, Family], seeds: tuple[int, ...]) -> list[Run]:
     return [Run(d, seed, tuple(keys)) for d, keys in owners.items() for seed in seeds]
 
 
+def _without_unigram(spec: dict) -> dict:
+    """A data spec without its measured unigram perplexity (a property of the data, not of a run)."""
+    return {k: v for k, v in spec.items() if k != "unigram_ppl"}
+
+
 def run_spec(run: Run, scale: Scale, data: dict) -> dict:
     """The content of ``run.json``: everything the worker needs, and nothing that varies between
     restarts (the run directory itself is filled in by the worker, so a sweep directory can move)."""
     train = scale.train_values(run.design, run.seed)
-    train["data"] = {k: v for k, v in data.items() if k != "unigram_ppl"}
+    train["data"] = _without_unigram(data)
     return {
         "run_id": run.run_id,
         "design": design_record(run.design),
@@ -168,10 +173,6 @@ def read_evaluation(path: Path) -> dict:
 
 def _family_record(family: Family) -> dict:
     return {"name": family.name, "question": family.question, "designs": [design_record(d) for d in family.designs]}
-
-
-def _without_unigram(spec: dict) -> dict:
-    return {k: v for k, v in spec.items() if k != "unigram_ppl"}
 
 
 def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scale, seeds: tuple[int, ...],
