@@ -106,9 +106,9 @@ def main(args: argparse.Namespace) -> int:
               f"(chance {trained['chance']:.3f} / {zero_shot['chance']:.4f})")
 
     if args.cloze:
-        from decaylab.evaluate.cloze import evaluate_cloze
+        from decaylab.evaluate.cloze import context_budget, evaluate_cloze
 
-        results["cloze"] = evaluate_cloze(model, args.data, args.cloze, context_tokens=max(seq_len // 2, 1),
+        results["cloze"] = evaluate_cloze(model, args.data, args.cloze, context_tokens=context_budget(seq_len),
                                           seed=args.seed, batch_size=args.batch_size)
         print(f"cloze accuracy {results['cloze']['acc']:.3f}, target perplexity {results['cloze']['ppl']:.1f} "
               f"({results['cloze']['n']} examples)")

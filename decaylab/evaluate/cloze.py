@@ -47,6 +47,12 @@ SENTENCE_FINAL_WORD = re.compile(r"(?<= )(\S+?)(?=[.!?](?:$|[\s\"')\]]))")
 ASCII_WORD = re.compile(r"[A-Za-z]+")
 
 
+def context_budget(seq_len: int) -> int:
+    """The cloze context length for a model trained on ``seq_len`` tokens: half of it (at least 1),
+    so that context and target fit well inside the training length."""
+    return max(seq_len // 2, 1)
+
+
 @dataclass(frozen=True)
 class ClozeExample:
     """One cloze item: ``context`` + ``target`` is the text of validation document ``document``

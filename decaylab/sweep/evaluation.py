@@ -92,9 +92,9 @@ def _cloze(model, val, settings: dict, spec: dict) -> dict:
     n = settings.get("cloze_examples", 0)
     if not n:
         return {"skipped": "cloze_examples = 0 at this scale"}
-    from decaylab.evaluate.cloze import evaluate_cloze
+    from decaylab.evaluate.cloze import context_budget, evaluate_cloze
 
-    return evaluate_cloze(model, val.directory, n, context_tokens=max(settings["seq_len"] // 2, 1), seed=0,
+    return evaluate_cloze(model, val.directory, n, context_tokens=context_budget(settings["seq_len"]), seed=0,
                           batch_size=32)
 
 
