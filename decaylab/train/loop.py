@@ -82,7 +82,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     rt = init_runtime(cfg.device)
     try:
         with _sole_writer(Path(cfg.run_dir), rt):
-            return _run(cfg, rt)
+            metrics = _run(cfg, rt)
+        # Every process leaves the group together: a gloo process whose peer has already
+        # destroyed the group can abort at exit ("terminate called without an active exception").
+        barrier()
+        return metrics
     finally:
         shutdown(rt)
 
