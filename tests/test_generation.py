@@ -180,3 +180,24 @@ def test_hf_trainer_logs_the_same_loss_with_and_without_gradient_accumulation(tm
     assert len(one) == len(four) == 3
     for a, b in zip(one, four):
         assert abs(a - b) <= 1e-5
+
+
+def test_softmax_reference_returns_its_cache_under_the_releases_field(monkeypatch):
+    """The softmax reference decodes through transformers' KV cache named as the installed release names it
+    (no deprecated-name warning): prompt then one token through the cache equals the full forward."""
+    from transformers.utils import generic
+
+    warnings = []
+    monkeypatch.setattr(generic.logger, "warning_once", lambda message, *a: warnings.append(message))
+    torch.manual_seed(0)
+    model = build_model(make_config("micro", arch="softmax")).eval()
+    ids = prompt(length=6)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        first = model(input_ids=ids[:, :5], use_cache=True)
+        cache = getattr(first, CACHE_FIELD)
+        assert isinstance(cache, Cache) and cache.get_seq_length() == 5
+        step = model(input_ids=ids[:, 5:], use_cache=True, **{CACHE_FIELD: cache})
+    assert getattr(step, CACHE_FIELD).get_seq_length() == 6
+    assert rel_err(step.logits[:, -1], full[:, -1]) < 1e-5
+    assert not [m for m in warnings if "deprecated" in m]

@@ -11,6 +11,7 @@ import torch
 from transformers import LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from decaylab.model.cache import CACHE_FIELD
 from decaylab.model.loss import causal_lm_head
 
 
@@ -30,5 +31,5 @@ class SoftmaxForCausalLM(LlamaForCausalLM):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         loss, logits = causal_lm_head(out.last_hidden_state, self.lm_head, labels, shift_labels, num_items_in_batch,
                                       logits_to_keep, skip_logits)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
-                                      hidden_states=out.hidden_states, attentions=out.attentions)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                      attentions=out.attentions, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
