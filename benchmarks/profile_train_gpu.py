@@ -5,6 +5,8 @@ Inductor-generated fused kernels, matrix products, copies/casts, the optimizer, 
 fraction of the wall time (a value well below 1 means the CPU does not launch fast enough), and the
 kernels with the most GPU time.
 
+Then, per row, the CPU operators with the most self CPU time per step (where the launching goes).
+
 Usage: python benchmarks/profile_train_gpu.py [--only "sd-0.99 vector compiled"] [--steps 5] [--top 30]
 """
 
@@ -76,6 +78,10 @@ def main() -> None:
             print("| kernel | category | ms/step |\n|---|---|---|")
             for name, ms in kernels.most_common(args.top):
                 print(f"| {name[:110]} | {category(name)} | {ms:.3f} |")
+            print("| CPU operator | self CPU ms/step | calls/step |\n|---|---|---|")
+            cpu_ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+            for e in cpu_ops[:args.top]:
+                print(f"| {e.key[:110]} | {e.self_cpu_time_total / 1e3 / args.steps:.3f} | {e.count / args.steps:g} |")
             del model, step
             torch.cuda.empty_cache()
 
