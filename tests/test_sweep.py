@@ -368,3 +368,26 @@ def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tm
     rows = (root / "report" / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(len(f.designs) for f in families.values())
     assert not list((root / "report").glob(".*.tmp"))
+
+
+def test_initial_decay_is_measured_on_the_step0_model(tmp_path, dataset_dir):
+    """The ``initial_decay`` piece measures the run's step-0 model: a TNL run (fixed decays, nothing to
+    learn) has the same statistics at step 0 as after training; SD-0.9 starts at λ ≈ 0.9 (its offset is
+    logit(0.9)) and moves once trained; the softmax reference has none."""
+    from decaylab.sweep.rundir import collect
+    from decaylab.sweep.runner import run_sweep
+    from decaylab.sweep.verdicts import median_decay
+
+    root, scale = tmp_path / "sweep", presets.with_train(_test_scale(str(dataset_dir)), lr=3e-2)
+    families = {"a": Family("a", "parameterization", "?", (DecaySpec("tnl", "scalar"), DecaySpec("sd-0.9"), SOFTMAX))}
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", families, scale, (0,), data)
+    outcomes = run_sweep(root, expand(families, (0,)), scale, data, workers=2, log=lambda line: None)
+    assert {o.status for o in outcomes} == {"done"}
+    _, _, results, _ = collect(root)
+    tnl, sd, softmax = (results[presets.design_key(d)] for d in families["a"].designs)
+    assert tnl.initial_decay[0]["layers"] == tnl.decay[0]["layers"]
+    assert abs(median_decay(sd.initial_decay) - 0.9) < 0.02
+    assert sd.initial_decay[0]["layers"] != sd.decay[0]["layers"]
+    assert not softmax.initial_decay and "skipped" in json.loads(
+        next(root.glob("runs/softmax-s0/eval.json")).read_text())["initial_decay"]

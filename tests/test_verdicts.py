@@ -148,6 +148,11 @@ def test_claim1_agrees_when_worse_designs_lie_on_both_sides_of_the_working_range
     assert open_above.verdict == NOT_DECIDED and "range open above" in open_above.measured
     # no median decay measured: the range, which is the claim, is unknown
     assert _claim1(losses, None).verdict == NOT_DECIDED
+    # measured step-0 medians replace the one the parameterization fixes, and are shown for every design
+    seeds = {d: _seeds(m, 0.01) for d, m in losses.items()}
+    measured = claims({"a": _family("a", list(losses))}, seeds, medians, None, {gla: 0.7, sd9: 0.88})[0]
+    assert "initial 0.700 to 0.880" in measured.measured
+    assert any(line.startswith("SD-p: sd-0.9 (vector): median decay 0.850 (initial 0.880)") for line in measured.details)
 
 
 def test_claim1_disagrees_only_when_every_interval_is_below_the_bound():

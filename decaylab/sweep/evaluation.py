@@ -10,6 +10,9 @@ piece in progress):
     decay           per layer and head decay statistics on validation text
                     (decaylab.analysis.decay_stats, as its ``to_dict``); ``{"skipped": reason}``
                     for the softmax reference
+    initial_decay   the same statistics, on the same text, of the run's step-0 model (rebuilt from
+                    its config and seed: decaylab.train.build.initial_model), so a design's median
+                    decay is known where training starts as well as where it ends
     cloze           last-word cloze accuracy and target perplexity through lm-eval
                     (decaylab.evaluate.cloze), on the same ``cloze_examples`` validation examples
                     for every run (seed 0, contexts of up to seq_len / 2 tokens); ``{"skipped": reason}``
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from decaylab.sweep.rundir import EVAL_FILE, read_json, write_json_atomic
 
-PIECES = ("extrapolation", "recall", "decay", "cloze")
+PIECES = ("extrapolation", "recall", "decay", "initial_decay", "cloze")
 RETRY = {"unavailable", "error"}  # markers of a piece to compute again
 
 
@@ -88,6 +91,16 @@ def _decay(model, val, settings: dict, spec: dict) -> dict:
     return to_dict(decay_stats(model, inputs, name=spec["run_id"], progress=False))
 
 
+def _initial_decay(model, val, settings: dict, spec: dict) -> dict:
+    if spec["design"]["decay"] is None:
+        return {"skipped": "the softmax reference has no decay"}
+    from decaylab.device import model_device
+    from decaylab.train.build import initial_model
+
+    start = initial_model(spec["train"]["model"], model.config.vocab_size, spec["seed"])
+    return _decay(start.to(model_device(model)).eval(), val, settings, spec)
+
+
 def _cloze(model, val, settings: dict, spec: dict) -> dict:
     n = settings.get("cloze_examples", 0)
     if not n:
@@ -98,5 +111,6 @@ def _cloze(model, val, settings: dict, spec: dict) -> dict:
                           batch_size=32)
 
 
-COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay, "cloze": _cloze}
+COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay, "initial_decay": _initial_decay,
+           "cloze": _cloze}
 

@@ -38,12 +38,12 @@ from decaylab.sweep.verdicts import (
     MIN_SEEDS,
     PooledVariance,
     claims,
-    initial_decay,
     mean_sd,
     median_decay,
     pooled_variance,
     rule_text,
     seeds_needed,
+    starting_decay,
 )
 
 # The verdicts of earlier reports, as written there (their rule: a difference beyond 2·SE of two
@@ -267,7 +267,7 @@ def plot_extrapolation(family: Family, results: dict[str, DesignResult], path: P
 def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], path: Path,
                             decay_range: tuple[float, float] | None) -> bool:
     """Claim 1: final validation loss (95% interval of each mean) against the learned median decay
-    (filled) and the initial one where the design fixes it (hollow, joined to the learned), decay on
+    (filled) and the initial one (hollow, joined to the learned: verdicts.starting_decay), decay on
     [0, 1]; the band is ``decay_range``, the median decay of the designs tied with the best."""
     pool = sweep_pool(results)
     points = [(d, res) for d in family.designs if d is not None and (res := results.get(design_key(d)))
@@ -283,7 +283,7 @@ def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], pa
         learned = median_decay(res.decay)
         ax.errorbar([learned], [loss], yerr=pool.half_width(len(res.losses())),
                     fmt=style["marker"], color=style["color"], capsize=3, label=design_label(d))
-        initial = initial_decay(d)
+        initial = starting_decay(d, res.initial_decay)
         if initial is not None:
             ax.plot([initial, learned], [loss, loss], color=style["color"], linewidth=0.8, linestyle=":")
             ax.plot([initial], [loss], marker=style["marker"], markerfacecolor="none", color=style["color"])
@@ -363,7 +363,8 @@ def _claims(families: dict[str, Family], results: dict[str, DesignResult]) -> li
     designs, with the seed variance pooled over every design (the softmax reference included)."""
     decays = [r for r in results.values() if r.design is not None]
     return claims(families, {r.design: r.losses() for r in decays if r.losses()},
-                  {r.design: median_decay(r.decay) for r in decays if r.decay}, sweep_pool(results))
+                  {r.design: median_decay(r.decay) for r in decays if r.decay}, sweep_pool(results),
+                  {r.design: start for r in decays if (start := starting_decay(r.design, r.initial_decay)) is not None})
 
 
 def previous_verdicts(preset: str) -> tuple[str, dict[int, str]] | None:

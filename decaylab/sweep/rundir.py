@@ -233,6 +233,7 @@ class DesignResult:
     curves: list[list[dict]] = field(default_factory=list)
     extrapolation: list[dict] = field(default_factory=list)
     decay: list[dict] = field(default_factory=list)
+    initial_decay: list[dict] = field(default_factory=list)  # the same statistics at step 0
 
     def losses(self) -> list[float]:
         return self.values.get("val_loss", [])
@@ -272,8 +273,9 @@ def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult
             evaluation = read_evaluation(path)
             if "buckets" in evaluation.get("extrapolation", {}):
                 res.extrapolation.append(evaluation["extrapolation"])
-            if "layers" in evaluation.get("decay", {}):
-                res.decay.append(evaluation["decay"])
+            for piece in ("decay", "initial_decay"):
+                if "layers" in evaluation.get(piece, {}):
+                    getattr(res, piece).append(evaluation[piece])
         failed = read_json(path / FAILED_FILE)
         error = corrupt_result(path) or (failed["log_tail"][-1] if failed and failed["log_tail"] else "")
         rows.append({"run_id": run.run_id, "design": design_label(run.design), "seed": run.seed,

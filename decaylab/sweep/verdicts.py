@@ -18,8 +18,8 @@ estimate of the seed variance and nothing is judged: "no seed variance: not deci
 
 1. parameterization matters and works only in a narrow range (family a). Each design is compared
    with the best (lowest mean), Holm over those comparisons; the designs not worse than the best
-   form the *working set*, and the range of their median decay (learned; initial where known, as
-   p of SD-p) is the finding. Disagree when every design's interval lies below ``NO_REAL_GAIN``
+   form the *working set*, and the range of their median decay (learned, and initial: measured on
+   the step-0 model, or p of SD-p where it was not measured) is the finding. Disagree when every design's interval lies below ``NO_REAL_GAIN``
    (no parameterization is really worse); agree when some are worse and worse designs lie on
    both sides of the working range (below its lowest and above its highest median decay); else
    not decided (e.g. the range is open on one side, or no median decay was measured).
@@ -227,7 +227,8 @@ CLAIM_TEXT = {
 @dataclass(frozen=True)
 class Evidence:
     """What a claim rule sees: the seed losses of its family's decay designs, the pooled variance of
-    the whole sweep, and the median decays measured (learned) or known from the design (initial)."""
+    the whole sweep, and each design's median decay after training (``medians``) and at its start
+    (``initial``: :func:`starting_decay`)."""
 
     losses: Losses
     pool: PooledVariance
@@ -257,6 +258,12 @@ def initial_decay(design: DecaySpec) -> float | None:
     """The decay a design starts from when its parameterization fixes it (p of SD-p), else None."""
     base, options = parse_decay_name(design.decay)
     return options.get("p", 0.99) if base == "sd" else None
+
+
+def starting_decay(design: DecaySpec, step0_records: list[dict]) -> float | None:
+    """A design's median decay at step 0: :func:`median_decay` of its ``step0_records`` (the sweep's
+    ``initial_decay`` piece) where there are any, else :func:`initial_decay`."""
+    return median_decay(step0_records) if step0_records else initial_decay(design)
 
 
 def _range(values: Iterable[float]) -> str:
@@ -387,11 +394,12 @@ def median_decay(decay_records: list[dict]) -> float:
 
 
 def claims(families: dict[str, Family], losses: Losses, medians: Medians | None = None,
-           pool: PooledVariance | None = None) -> list[Claim]:
+           pool: PooledVariance | None = None, initial_medians: Medians | None = None) -> list[Claim]:
     """The four claims with verdicts from the validation losses of the families that ran.
 
-    ``medians``: :func:`median_decay` of the analysed designs; ``pool``: the seed variance pooled
-    over every design of the sweep (the softmax reference included), by default over ``losses``."""
+    ``medians``: :func:`median_decay` of the analysed designs; ``initial_medians``: their
+    :func:`starting_decay` (by default the one their parameterization fixes); ``pool``: the seed variance pooled over every design of the sweep (the softmax
+    reference included), by default over ``losses``."""
     pool = pool or pooled_variance(losses.values())
     medians = medians or {}
     out = []
@@ -400,7 +408,8 @@ def claims(families: dict[str, Family], losses: Losses, medians: Medians | None 
             out.append(Claim(number, family_key, paper, NOT_DECIDED, "family not in this sweep", ()))
             continue
         ran = {d: losses[d] for d in families[family_key].designs if d is not None and losses.get(d)}
-        initial = {d: initial_decay(d) for d in ran if initial_decay(d) is not None}
+        initial = {d: start for d in ran if (start := (starting_decay(d, []) if initial_medians is None
+                                                        else initial_medians.get(d))) is not None}
         evidence = Evidence(ran, pool, medians, initial)
         verdict, measured, details, comps, decay_range = CLAIM_RULES[number](evidence)
         if pool.df == 0:

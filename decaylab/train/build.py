@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from decaylab.train.config import ConfigError
@@ -34,3 +37,17 @@ def make_model(spec: dict, vocab_size: int) -> nn.Module:
             f"model.overrides.vocab_size={overrides['vocab_size']} does not match the dataset's vocab_size={vocab_size}"
         )
     return build_model(make_config(spec["size"], spec["arch"], **overrides))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a run may draw from (the model init draws from torch's)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def initial_model(spec: dict, vocab_size: int, seed: int) -> nn.Module:
+    """The model of ``spec`` as a run of ``seed`` starts training it (its step-0 weights): every
+    generator seeded with ``seed``, then :func:`make_model`."""
+    seed_everything(seed)
+    return make_model(spec, vocab_size)

@@ -17,12 +17,10 @@ import json
 import logging
 import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -104,8 +102,7 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
 
     train_data, val_data = build.open_datasets(cfg.data, progress=rt.is_main and cfg.progress)
     _check_split_lengths((train_data, val_data), cfg.seq_len)
-    _seed(cfg.seed)
-    model = build.make_model(cfg.model, train_data.vocab_size)
+    model = build.initial_model(cfg.model, train_data.vocab_size, cfg.seed)
     model_config = model.config
     n_params = sum(p.numel() for p in model.parameters())
     model = wrap_model(model.to(rt.device), cfg.parallel, rt)
@@ -255,13 +252,6 @@ def compile_model(model: nn.Module, setting: str, mode: str, device: torch.devic
         return False
     model.compile(mode=mode, dynamic=False)
     return True
-
-
-def _seed(seed: int) -> None:
-    """Seed every generator a run may draw from (the model init draws from torch's)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _divergence_message(step: int, loss: float, grad_norm: float, run_dir: Path) -> str:
