@@ -7,6 +7,9 @@ piece in progress):
                     ``extrapolation_factor`` × the training length (decaylab.evaluate)
     recall          MQAR query accuracy of a fresh model of the same design trained on the task
                     (decaylab.evaluate.recall); ``{"skipped": reason}`` when ``mqar_steps`` is 0
+    recall_curve    on the seed-0 run of each design: the same probe's accuracy for each number
+                    of key–value pairs in ``mqar_curve`` (``{"points": [{"num_pairs", "accuracy",
+                    "chance"}, …]}``); ``{"skipped": reason}`` on other seeds and where the scale has none
     decay           per layer and head decay statistics on validation text
                     (decaylab.analysis.decay_stats, as its ``to_dict``); ``{"skipped": reason}``
                     for the softmax reference
@@ -28,9 +31,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from decaylab.sweep.presets import CURVE_SEED
 from decaylab.sweep.rundir import EVAL_FILE, read_json, write_json_atomic
 
-PIECES = ("extrapolation", "recall", "decay", "initial_decay", "cloze")
+PIECES = ("extrapolation", "recall", "recall_curve", "decay", "initial_decay", "cloze")
 RETRY = {"unavailable", "error"}  # markers of a piece to compute again
 
 
@@ -71,15 +75,38 @@ def _extrapolation(model, val, settings: dict, spec: dict) -> dict:
                                batch_size=4, max_batches=settings["extrapolation_batches"], progress=False)
 
 
+def _probe(settings: dict, num_pairs: int | None = None):
+    """The sweep's MQAR probe (``mqar_task``, or the same task with ``num_pairs`` pairs)."""
+    from decaylab.evaluate.recall import RecallProbe
+
+    task = {**settings["mqar_task"], **({} if num_pairs is None else {"num_pairs": num_pairs})}
+    return RecallProbe(**task, steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"])
+
+
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
     from decaylab.device import model_device
-    from decaylab.evaluate.recall import RecallProbe, train_and_eval_mqar
+    from decaylab.evaluate.recall import train_and_eval_mqar
 
-    probe = RecallProbe(**settings["mqar_task"], steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"])
-    return train_and_eval_mqar(model.config, probe, seed=spec["seed"], device=model_device(model),
+    return train_and_eval_mqar(model.config, _probe(settings), seed=spec["seed"], device=model_device(model),
                                progress=False)
+
+
+def _recall_curve(model, val, settings: dict, spec: dict) -> dict:
+    if not (settings["mqar_steps"] and settings.get("mqar_curve")):
+        return {"skipped": "no recall curve at this scale"}
+    if spec["seed"] != CURVE_SEED:
+        return {"skipped": f"the recall curve is measured on the seed-{CURVE_SEED} run of each design"}
+    from decaylab.device import model_device
+    from decaylab.evaluate.recall import train_and_eval_mqar
+
+    points = []
+    for n in settings["mqar_curve"]:
+        result = train_and_eval_mqar(model.config, _probe(settings, n), seed=spec["seed"],
+                                     device=model_device(model), progress=False)
+        points.append({"num_pairs": n, "accuracy": result["accuracy"], "chance": result["chance"]})
+    return {"points": points}
 
 
 def _decay(model, val, settings: dict, spec: dict) -> dict:
@@ -111,6 +138,6 @@ def _cloze(model, val, settings: dict, spec: dict) -> dict:
                           batch_size=32)
 
 
-COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "decay": _decay, "initial_decay": _initial_decay,
-           "cloze": _cloze}
+COMPUTE = {"extrapolation": _extrapolation, "recall": _recall, "recall_curve": _recall_curve, "decay": _decay,
+           "initial_decay": _initial_decay, "cloze": _cloze}
 

@@ -179,6 +179,8 @@ DESIGN_SETS = {"quick": quick_families, "study": study_families, "optimal": opti
 
 # --------------------------------------------------------------------------- scales
 
+CURVE_SEED = 0  # the seed whose run of each design measures the recall curve (Scale.mqar_curve)
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -188,7 +190,9 @@ class Scale:
     (the vocabulary always follows the dataset). ``data`` is the ``TrainConfig.data`` mapping.
     ``train`` holds further ``TrainConfig`` fields. Evaluation: perplexity by position on windows
     of ``extrapolation_factor`` × ``seq_len`` tokens (``extrapolation_batches`` batches), an MQAR
-    probe trained for ``mqar_steps`` steps (0 = off) on ``mqar_task``, decay statistics over
+    probe trained for ``mqar_steps`` steps (0 = off) on ``mqar_task``, and on the ``CURVE_SEED`` run of each
+    design the probe's accuracy against the number of key–value pairs ``mqar_curve`` (empty = off;
+    one fresh probe per number), decay statistics over
     ``analysis_batches`` validation batches, and a last-word cloze of ``cloze_examples`` examples
     (0 = off; decaylab.evaluate.cloze).
     """
@@ -205,6 +209,7 @@ class Scale:
     mqar_batch_size: int = 32
     analysis_batches: int = 4
     cloze_examples: int = 0
+    mqar_curve: tuple[int, ...] = ()
 
     @property
     def seq_len(self) -> int:
@@ -233,11 +238,13 @@ class Scale:
                 "extrapolation_batches": self.extrapolation_batches, "mqar_steps": self.mqar_steps,
                 "mqar_task": self.mqar_task, "mqar_batch_size": self.mqar_batch_size,
                 "analysis_batches": self.analysis_batches,
-                **self.cloze_settings()}
+                **self.added_settings()}
 
-    def cloze_settings(self) -> dict:
-        """``{"cloze_examples": n}``, empty when off, so sweeps recorded before the field stay the same sweep."""
-        return {"cloze_examples": self.cloze_examples} if self.cloze_examples else {}
+    def added_settings(self) -> dict:
+        """The settings added after the first sweeps were recorded (the cloze, the recall curve), only
+        where they are on, so a sweep recorded before a field existed stays the same sweep."""
+        return {**({"cloze_examples": self.cloze_examples} if self.cloze_examples else {}),
+                **({"mqar_curve": list(self.mqar_curve)} if self.mqar_curve else {})}
 
 
 SOFTMAX_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "head_dim", "num_attention_heads")

@@ -12,6 +12,8 @@
     loss_<f>.png         training loss over the last half of training (smoothed), one line per design
     decay_<f>.png        median decay per layer, one line per design, decay on [0, 1]
     extrapolation_<f>.png  perplexity by position up to 4× the training length
+    recall_<f>.png       MQAR accuracy against the number of key–value pairs (with its table), where
+                         the scale measures the recall curve
 
 Within a family every design keeps one colour, marker and line style (:func:`design_style`).
 
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
-from decaylab.sweep.presets import Family, design_key, design_label
+from decaylab.sweep.presets import CURVE_SEED, Family, design_key, design_label
 from decaylab.sweep.rundir import REPORT_DIR, DesignResult, collect
 from decaylab.sweep.verdicts import (
     Claim,
@@ -296,6 +298,47 @@ def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], pa
     return True
 
 
+def _curve(res: DesignResult) -> dict[int, float]:
+    """Number of pairs → MQAR accuracy (mean over the runs that measured the curve)."""
+    by_pairs: dict[int, list[float]] = {}
+    for points in res.recall_curve:
+        for p in points:
+            by_pairs.setdefault(p["num_pairs"], []).append(p["accuracy"])
+    return {n: statistics.fmean(a) for n, a in sorted(by_pairs.items())}
+
+
+def recall_curve_section(family: Family, results: dict[str, DesignResult], path: Path) -> list[str]:
+    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs, one line and
+    row per design of ``family`` that measured it, the chance level dashed; [] where none did."""
+    curves = [(i, d, _curve(res)) for i, d in enumerate(family.designs)
+              if (res := results.get(design_key(d))) and res.recall_curve]
+    if not curves:
+        path.unlink(missing_ok=True)
+        return []
+    pairs = sorted({n for _, _, c in curves for n in c})
+    chance = {p["num_pairs"]: p["chance"] for _, d, _ in curves for points in results[design_key(d)].recall_curve
+              for p in points}
+    fig, ax = _figure()
+    for i, d, curve in curves:
+        ax.plot(list(curve), list(curve.values()), label=design_label(d), **design_style(i))
+    ax.plot(pairs, [chance[n] for n in pairs], color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(pairs, [str(n) for n in pairs])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("key–value pairs in the sequence")
+    ax.set_ylabel("MQAR query accuracy")
+    ax.set_title(f"({family.key}) {family.name}: recall against the number of pairs")
+    _legend(ax, len(curves) + 1)
+    _save(fig, path)
+    table = ["| design | " + " | ".join(f"{n} pairs" for n in pairs) + " |", "|---|" + "---|" * len(pairs)]
+    table += [f"| {design_label(d)} | " + " | ".join(f"{c[n]:.3f}" if n in c else "—" for n in pairs) + " |"
+              for _, d, c in curves]
+    table.append("| chance | " + " | ".join(f"{chance[n]:.4f}" for n in pairs) + " |")
+    return [f"![MQAR accuracy against key–value pairs, family {family.key}]({path.name})", "",
+            f"MQAR accuracy by number of key–value pairs (the seed-{CURVE_SEED} run of each design, one fresh "
+            "probe per number):", "", *table, ""]
+
+
 FIGURES = (("val_loss", "validation loss with 95% intervals", plot_loss_intervals),
            ("loss", "loss curves", plot_losses), ("decay", "median decay per layer", plot_decay),
            ("extrapolation", "length extrapolation", plot_extrapolation))
@@ -457,6 +500,7 @@ def write_report(root: str | Path) -> Path:
                 (out / name).unlink(missing_ok=True)
                 lines.append(f"*{title}: no data yet.*")
             lines.append("")
+        lines += recall_curve_section(fam, results, out / f"recall_{fam.key}.png")
     lines += _provenance(record)
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")

@@ -133,7 +133,7 @@ def run_spec(run: Run, scale: Scale, data: dict) -> dict:
             "mqar_task": scale.mqar_task,
             "mqar_batch_size": scale.mqar_batch_size,
             "analysis_batches": scale.analysis_batches,
-            **scale.cloze_settings(),
+            **scale.added_settings(),
         },
     }
 
@@ -234,6 +234,7 @@ class DesignResult:
     extrapolation: list[dict] = field(default_factory=list)
     decay: list[dict] = field(default_factory=list)
     initial_decay: list[dict] = field(default_factory=list)  # the same statistics at step 0
+    recall_curve: list[list[dict]] = field(default_factory=list)  # MQAR accuracy by number of pairs
 
     def losses(self) -> list[float]:
         return self.values.get("val_loss", [])
@@ -276,6 +277,8 @@ def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult
             for piece in ("decay", "initial_decay"):
                 if "layers" in evaluation.get(piece, {}):
                     getattr(res, piece).append(evaluation[piece])
+            if "points" in evaluation.get("recall_curve", {}):
+                res.recall_curve.append(evaluation["recall_curve"]["points"])
         failed = read_json(path / FAILED_FILE)
         error = corrupt_result(path) or (failed["log_tail"][-1] if failed and failed["log_tail"] else "")
         rows.append({"run_id": run.run_id, "design": design_label(run.design), "seed": run.seed,
