@@ -1,6 +1,7 @@
 """End-to-end training throughput on one GPU: decaylab designs against the softmax reference.
 
-Every row trains with the step of ``decaylab train``: bf16 autocast, the blockwise loss head
+Every row trains with the step of ``decaylab train`` (``optimizer_step``: batches drawn on the CPU and
+copied through pinned memory, no host read of the loss): bf16 autocast, the blockwise loss head
 (``shift_labels``, no full float32 logits), gradient clipping, AdamW (``make_optimizer``: fused on CUDA), optionally
 ``torch.compile`` (:func:`decaylab.train.loop.compile_model`). A row builds its model, runs
 ``--warmup`` steps (the first one compiles; its time is the "first step" column), then times
@@ -29,7 +30,7 @@ import torch
 from decaylab.model import build_model, make_config
 from decaylab.train.config import TrainConfig
 from decaylab.train.loop import compile_model
-from decaylab.train.step import mean_loss
+from decaylab.train.step import optimizer_step, single_process
 from decaylab.train.optim import make_optimizer
 
 CHUNK = 64
@@ -82,27 +83,33 @@ def training_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     return 6 * matmul + 3 * attention
 
 
+class RandomTokens:
+    """Random token batches with the ``TokenDataset.batch`` contract, drawn on the CPU as a dataset's are."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def batch(self, step, batch_size, seq_len, *, seed=0, rank=0, world_size=1):
+        x = torch.randint(0, self.vocab_size, (batch_size, seq_len + 1))
+        return x[:, :-1], x[:, 1:]
+
+
 def training_step(size, arch, overrides, batch, seq_len, mode):
-    """(model, step): a fresh model (compiled with ``mode`` unless None) and one training step of
-    ``decaylab train`` on random tokens; ``step()`` returns the detached loss."""
+    """(model, step): a fresh model (compiled with ``mode`` unless None) and ``step()``, one optimizer
+    step of ``decaylab train`` (:func:`decaylab.train.step.optimizer_step`) on random tokens, which
+    returns the loss as a device tensor (nothing in it waits for the GPU)."""
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = build_model(make_config(size, arch=arch, **overrides)).cuda().train()
     if mode is not None:
         compile_model(model, "true", mode, torch.device("cuda"))
-    optimizer = make_optimizer(model, TrainConfig(lr=1e-4))
-    vocab = model.config.vocab_size
+    cfg = TrainConfig(lr=1e-4, warmup_steps=0, seq_len=seq_len, micro_batch_size=batch, grad_clip=1.0)
+    optimizer = make_optimizer(model, cfg)
+    data, rt = RandomTokens(model.config.vocab_size), single_process(model)
+    mixed_precision = torch.autocast("cuda", dtype=torch.bfloat16)
 
     def step() -> torch.Tensor:
-        x = torch.randint(0, vocab, (batch, seq_len + 1), device="cuda")
-        torch.compiler.cudagraph_mark_step_begin()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = mean_loss(model, x[:, :-1], x[:, 1:])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return optimizer_step(model, optimizer, data, 0, cfg, rt, mixed_precision)[0]
 
     return model, step
 

@@ -186,7 +186,8 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, dataset_dir, monke
     assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, 9))
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset_dir, monkeypatch):
+@pytest.mark.parametrize("log_every", [1, 3])  # 3: step 5's loss is read back only at step 6, a checkpoint step
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset_dir, monkeypatch, log_every):
     run_dir = tmp_path / "run"
     real_make_model = build.make_model
     calls = {"train_forward": 0}
@@ -206,12 +207,50 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset_dir, mo
 
     monkeypatch.setattr(build, "make_model", poisoned_model)
     with pytest.raises(TrainingDiverged, match=r"step 5\b.*step_0000004.*intact"):
-        train(tiny_config(run_dir, dataset_dir))
+        train(tiny_config(run_dir, dataset_dir, log_every=log_every))
     last = checkpoint.latest_checkpoint(run_dir)
     assert last.name == "step_0000004"
     weights, state = checkpoint.load_checkpoint(last)
     assert state["step"] == 4 and all(torch.isfinite(w).all() for w in weights.values())
     assert not (run_dir / "final.json").exists()
+
+
+def test_fused_adamw_skips_a_non_finite_step_on_the_device():
+    """optimizer_step with a fused AdamW (the GPU's optimizer; fused runs on CPU too) leaves the
+    parameters, moments and step count as they were when the loss is NaN, like the host check does."""
+    from decaylab.model import build_model, make_config
+    from decaylab.train.step import optimizer_step, single_process
+
+    class Batches:
+        def __init__(self):
+            self.poison = False
+
+        def batch(self, step, batch_size, seq_len, **_):
+            x = torch.randint(0, 512, (batch_size, seq_len + 1), generator=torch.Generator().manual_seed(step))
+            return x[:, :-1], x[:, 1:].masked_fill(torch.tensor(self.poison), -100)  # no targets: NaN mean loss
+
+    torch.manual_seed(0)
+    model = build_model(make_config("micro"))
+    cfg = TrainConfig(seq_len=16, micro_batch_size=2, steps=4, lr=1e-2, warmup_steps=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=True)
+    data, rt = Batches(), single_process(model)
+
+    def snapshot():
+        state = [{k: v.clone() for k, v in optimizer.state[p].items()} for p in model.parameters()]
+        return [p.detach().clone() for p in model.parameters()], state
+
+    optimizer_step(model, optimizer, data, 0, cfg, rt, torch.autocast("cpu", enabled=False))
+    before = snapshot()
+    data.poison = True
+    loss, grad_norm, _ = optimizer_step(model, optimizer, data, 1, cfg, rt, torch.autocast("cpu", enabled=False))
+    assert not torch.isfinite(loss)
+    after = snapshot()
+    assert all(torch.equal(a, b) for a, b in zip(before[0], after[0]))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(before[1], after[1]) for k in a)
+    assert not hasattr(optimizer, "found_inf")
+    data.poison = False
+    optimizer_step(model, optimizer, data, 2, cfg, rt, torch.autocast("cpu", enabled=False))
+    assert not all(torch.equal(a, p) for a, p in zip(before[0], model.parameters()))
 
 
 def test_checkpoint_loads_without_code_and_as_pretrained(tmp_path, dataset_dir):

@@ -125,20 +125,27 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     clock = state["clock"]
     wall_base = clock["wall_time_s"]
     window = {"tokens": 0, "seconds": 0.0}  # throughput since the last metrics record
+    pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, loss, gradient norm) not read back yet
     model.train()
     try:
+        t0 = time.perf_counter()
         for step in range(start_step, cfg.steps):
             done = step + 1
-            t0 = time.perf_counter()
             loss, grad_norm, lr = optimizer_step(model, optimizer, train_data, step, cfg, rt, mixed_precision)
-            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                raise TrainingDiverged(_divergence_message(done, loss, grad_norm, run_dir))
+            pending.append((done, loss, grad_norm))
+            window["tokens"] += tokens_per_step
+            bar.update(1)
+            evaluating = done == cfg.steps or bool(cfg.eval_every and done % cfg.eval_every == 0)
+            logging_step = done % cfg.log_every == 0 or evaluating
+            saving = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if not (step == start_step or logging_step or saving):
+                continue  # the GPU runs ahead: losses are read back at the next log, eval or checkpoint step
+            loss, grad_norm = _read_back(pending, run_dir)
             seconds = time.perf_counter() - t0
             clock["train_time_s"] += seconds
+            window["seconds"] += seconds
             if step == start_step and rt.is_main:
                 log.info("first step%s: %.1f s", " (includes torch.compile)" if compiled else "", seconds)
-            window["tokens"] += tokens_per_step
-            window["seconds"] += seconds
 
             record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                       "tokens": done * tokens_per_step,
@@ -146,19 +153,19 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
             if step == start_step:
                 record["first_step_s"] = seconds
             state["last"]["loss"] = loss
-            if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
+            if evaluating:
                 batches = cfg.final_eval_batches if done == cfg.steps else cfg.eval_batches
                 record.update(evaluate(model, val_data, cfg.seq_len, cfg.eval_batch_size, batches, rt, mixed_precision))
                 state["last"].update(val_loss=record["val_loss"], val_ppl=record["val_ppl"], val_step=done)
-            if done % cfg.log_every == 0 or "val_loss" in record:
+            if logging_step:
                 metrics.write(record)
                 window = {"tokens": 0, "seconds": 0.0}
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}", lr=f"{lr:.2e}")
-            bar.update(1)
 
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if saving:
                 clock["wall_time_s"] = wall_base + time.perf_counter() - session_start
                 _save(run_dir, done, model, optimizer, model_config, cfg, rt, global_batch, state)
+            t0 = time.perf_counter()
     finally:
         bar.close()
         metrics.close()
@@ -254,11 +261,24 @@ def compile_model(model: nn.Module, setting: str, mode: str, device: torch.devic
     return True
 
 
+def _read_back(pending: list[tuple[int, torch.Tensor, torch.Tensor]], run_dir: Path) -> tuple[float, float]:
+    """(loss, gradient norm) of the last pending step, read in one host transfer, and ``pending``
+    emptied; raises :class:`TrainingDiverged` at the first pending step whose loss or gradient norm
+    is not finite (its update was skipped, and no checkpoint is written after it)."""
+    values = torch.stack([torch.stack([loss.float(), norm.float()]) for _, loss, norm in pending]).tolist()
+    steps = [step for step, _, _ in pending]
+    pending.clear()
+    for step, (loss, grad_norm) in zip(steps, values):
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise TrainingDiverged(_divergence_message(step, loss, grad_norm, run_dir))
+    return values[-1][0], values[-1][1]
+
+
 def _divergence_message(step: int, loss: float, grad_norm: float, run_dir: Path) -> str:
     last = latest_checkpoint(run_dir)
     kept = f"the last good checkpoint, {last}, is intact" if last else "no checkpoint had been saved yet"
     return (f"training diverged at step {step}: loss = {loss}, gradient norm = {grad_norm}. "
-            f"Stopped before the update; {kept}. Try a lower lr or a longer warmup.")
+            f"Its update was skipped and nothing was saved after it; {kept}. Try a lower lr or a longer warmup.")
 
 
 def _fresh_state() -> dict[str, Any]:

@@ -46,41 +46,56 @@ def single_process(model: nn.Module) -> Runtime:
 
 
 def forward_backward(model: nn.Module, data: Any, step: int, cfg: TrainConfig, rt: Runtime,
-                     autocast: Any) -> tuple[float, float]:
+                     autocast: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate the gradient of the global-batch loss of ``step`` and clip it.
 
     ``data.batch(step, batch_size, seq_len, seed=, rank=, world_size=)`` gives a micro-batch
-    ``(inputs, targets)``. Returns (loss averaged over the global batch, gradient norm before clipping)."""
+    ``(inputs, targets)``. Returns (loss averaged over the global batch, gradient norm before
+    clipping) as 0-d tensors on the device, so nothing here waits for the GPU."""
     shards = cfg.grad_accum * rt.world_size
     total = torch.zeros((), device=rt.device)
     for micro in range(cfg.grad_accum):
         inputs, targets = data.batch(step, cfg.micro_batch_size, cfg.seq_len, seed=cfg.seed,
                                      rank=micro * rt.world_size + rt.rank, world_size=shards)
-        inputs, targets = inputs.to(rt.device), targets.to(rt.device)
+        inputs, targets = _to_device(inputs, rt.device), _to_device(targets, rt.device)
         with gradient_sync(model, enabled=micro == cfg.grad_accum - 1):
             torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs (reduce-overhead)
             with autocast:
                 loss = mean_loss(model, inputs, targets) / cfg.grad_accum
             loss.backward()
         total += loss.detach()
-    loss = all_reduce_sum(total).item() / rt.world_size
+    loss = all_reduce_sum(total) / rt.world_size
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
     if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
         grad_norm = grad_norm.full_tensor()
-    return loss, grad_norm.item()
+    return loss, grad_norm
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``batch`` on ``device``; to a GPU through pinned memory, so the copy does not wait for the GPU."""
+    if device.type != "cuda":
+        return batch.to(device)
+    return batch.pin_memory().to(device, non_blocking=True)
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any, step: int, cfg: TrainConfig,
-                   rt: Runtime, autocast: Any) -> tuple[float, float, float]:
+                   rt: Runtime, autocast: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Optimizer step ``step``: set the learning rate of ``cfg``'s schedule, accumulate and clip the
     gradient (:func:`forward_backward`) and update the parameters, unless the loss or the gradient
-    norm is not finite (the parameters are then left as they were; the caller decides).
+    norm is not finite (the parameters and optimizer state are then left as they were; the caller
+    decides). A fused AdamW skips such an update on the device (its ``found_inf`` input, as under
+    ``torch.amp.GradScaler``), so a GPU step never waits for the GPU; other optimizers read the check back.
 
-    Returns (loss, gradient norm before clipping, learning rate)."""
+    Returns (loss, gradient norm before clipping, learning rate); the first two as 0-d device tensors."""
     lr = learning_rate(step, cfg)
     set_learning_rate(optimizer, lr)
     loss, grad_norm = forward_backward(model, data, step, cfg, rt, autocast)
-    if math.isfinite(loss) and math.isfinite(grad_norm):
+    finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = (~finite).float()
+        optimizer.step()
+        del optimizer.found_inf
+    elif finite:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss, grad_norm, lr
