@@ -430,3 +430,22 @@ def test_recall_curve_trains_one_probe_per_number_of_pairs_on_the_seed0_run(tmp_
     row = next(line for line in report.splitlines() if line.startswith("| gla (vector) | ") and "pairs" not in line
                and line.count("|") == 5)
     assert [float(x) for x in row.strip("| ").split(" | ")[1:]] == [round(p["accuracy"], 3) for p in points]
+
+
+def test_a_run_carried_without_checkpoints_skips_the_pieces_it_can_no_longer_compute(tmp_path, dataset_dir):
+    """A sweep directory moved without checkpoints (as between GPU sittings) holds a trained run whose
+    evaluation lacks a piece: the next invocation records that piece as skipped, keeps the others, and
+    the run counts as complete instead of failing on every invocation."""
+    import shutil
+
+    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    assert _sweep(root, scale, {"gla-vector-sep-none-s0"}) == {"gla-vector-sep-none-s0": "done"}
+    run = root / "runs" / "gla-vector-sep-none-s0"
+    record = json.loads((run / "eval.json").read_text())
+    shutil.rmtree(run / "checkpoints")
+    (run / "eval.json").write_text(json.dumps({**{k: v for k, v in record.items() if k != "decay"}, "complete": False}))
+    assert run_state(run) == "trained"
+    assert _sweep(root, scale, {"gla-vector-sep-none-s0"}) == {"gla-vector-sep-none-s0": "done"}
+    after = json.loads((run / "eval.json").read_text())
+    assert "checkpoints are gone" in after["decay"]["skipped"] and after["recall"] == record["recall"]
+    assert run_state(run) == "complete" and not (run / "failed.json").exists()

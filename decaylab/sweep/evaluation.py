@@ -23,7 +23,8 @@ piece in progress):
 
 A piece whose module is not installed is recorded as ``{"unavailable": reason}``, one that raised
 as ``{"error": message}`` (the trained run stays usable); both are tried again by the next
-evaluation. ``complete`` is true when every piece has a result or a ``skipped`` reason.
+evaluation. ``complete`` is true when every piece has a result or a ``skipped`` reason. A run whose
+checkpoints are gone (a sweep directory moved without them) records its missing pieces as skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 from decaylab.sweep.presets import CURVE_SEED
+from decaylab.train.checkpoint import latest_checkpoint
 from decaylab.sweep.rundir import EVAL_FILE, read_json, write_json_atomic
 
 PIECES = ("extrapolation", "recall", "recall_curve", "decay", "initial_decay", "cloze")
@@ -48,7 +50,11 @@ def evaluate_run(run_dir: Path, spec: dict) -> dict:
     path = run_dir / EVAL_FILE
     record = read_json(path) or {}
     todo = [p for p in PIECES if p not in record or RETRY & set(record[p])]
-    if todo:
+    if todo and latest_checkpoint(run_dir) is None:  # e.g. a sweep directory carried without checkpoints
+        gone = {"skipped": "the run's checkpoints are gone, so this piece cannot be computed any more"}
+        record.update({piece: gone for piece in todo}, complete=True)
+        write_json_atomic(path, record)
+    elif todo:
         model = load_model(run_dir, pick_device("auto"))
         val = TokenDataset.open(spec["train"]["data"]["dir"], "val")
         settings = spec["evaluation"]

@@ -251,10 +251,13 @@ def _execute(run: Run, run_dir: Path, worker: Worker, stopping: threading.Event)
 
 
 def work(run_dir: Path) -> None:
-    """Train the run in ``run_dir`` (or resume it, or find it finished), then evaluate it."""
+    """Train the run in ``run_dir`` (or resume it), then evaluate it. A trained run is only evaluated:
+    its checkpoints, which training would check its config against, may be gone (a sweep directory
+    carried without them)."""
     spec = read_json(run_dir / RUN_FILE)
     with exclusive_lock(run_dir / LOCK_FILE, wait=True):  # a run left running by a killed sweep finishes first
-        train(build_config({**spec["train"], "run_dir": str(run_dir)}))
+        if run_state(run_dir) != "trained":
+            train(build_config({**spec["train"], "run_dir": str(run_dir)}))
         evaluate_run(run_dir, spec)
 
 
