@@ -2,14 +2,16 @@
 
 Vocabulary layout for a task vocabulary of V tokens: 0 is the filler, keys are 1 … V_k and values
 V_k + 1 … V − 1 with V_k = (V − 1) // 2. A sequence of length T holds N key–value pairs, then
-the N keys again in a random order, each followed by its value, at random non-overlapping slots
-of the rest (filler elsewhere):
+the N keys again in a random order, at the starts of random non-overlapping 2-token slots of the
+rest (filler elsewhere):
 
-    k₁ v₁ k₂ v₂ … k_N v_N · · k₃ v₃ · k₁ v₁ · · k₂ v₂ ·
+    k₁ v₁ k₂ v₂ … k_N v_N · · k₃ · · k₁ · · · k₂ · ·
 
 Keys within a sequence are distinct; values are drawn with replacement. The target at a query
 key's position is its value (the model must recall it from the first half); every other target
-is −100 (ignored). Accuracy = fraction of query positions whose argmax prediction is the value;
+is −100 (ignored). The query region holds no values (as in Zoology's MQAR): with each answer
+shown after its query, the last of N queries could be answered by elimination (the one value not
+yet repeated), the one before by a guess between two, and so on, without any recall. Accuracy = fraction of query positions whose argmax prediction is the value;
 a predictor that knows only the value range scores 1 / (V − 1 − V_k) (chance).
 """
 
@@ -75,7 +77,7 @@ def generate_mqar(task: MQARTask, num_examples: int, seed: int = 0) -> tuple[tor
         inputs[i, 0:2 * N:2], inputs[i, 1:2 * N:2] = keys, values
         order = rng.permutation(N)
         starts = 2 * N + 2 * np.sort(rng.choice(free_slots, size=N, replace=False))
-        inputs[i, starts], inputs[i, starts + 1] = keys[order], values[order]
+        inputs[i, starts] = keys[order]
         targets[i, starts] = values[order]
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
