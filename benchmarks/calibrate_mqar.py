@@ -7,7 +7,7 @@ device, so a grid of small models fills one GPU. The goal (issue 16): settings w
 reference reaches ≥ 0.95 accuracy and the decay designs spread between chance and 1.
 
 Usage: python benchmarks/calibrate_mqar.py --designs softmax,sd-0.99,mamba2 --pairs 16,32,64 \\
-           --lrs 1e-3,3e-3 --steps 2000 [--seq-len 256 --vocab 512 --batch 32 --width 256] [--json out.json]
+           --lrs 1e-3,3e-3 --steps 2000 [--seq-len 256 --vocab 512 --batch 32 --width 256 --layers 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def run_point(point: dict) -> dict:
     config = (make_config(point["size"], arch="softmax") if design == "softmax"
               else make_config(point["size"], decay=design, decay_granularity=point["granularity"]))
     probe = RecallProbe(seq_len=point["seq_len"], num_pairs=point["pairs"], vocab_size=point["vocab"],
-                        steps=point["steps"], lr=point["lr"], batch_size=point["batch"], hidden_size=point["width"])
+                        steps=point["steps"], lr=point["lr"], batch_size=point["batch"], hidden_size=point["width"],
+                        num_hidden_layers=point["layers"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     result = train_and_eval_mqar(config, probe, seed=point["seed"], device=device, progress=False)
     return {**point, "accuracy": result["accuracy"], "chance": result["chance"],
@@ -48,13 +49,15 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--width", type=int, default=None, help="probe model width (default: the preset's)")
+    parser.add_argument("--layers", type=int, default=None, help="probe model depth (default: the preset's)")
     parser.add_argument("--size", default="small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--json", help="also write the points to this file")
     args = parser.parse_args()
     points = [dict(design=d, pairs=int(n), lr=float(lr), steps=int(s), seq_len=args.seq_len, vocab=args.vocab,
-                   batch=args.batch, width=args.width, size=args.size, granularity=args.granularity, seed=args.seed)
+                   batch=args.batch, width=args.width, layers=args.layers, size=args.size,
+                   granularity=args.granularity, seed=args.seed)
               for d, n, lr, s in itertools.product(args.designs.split(","), args.pairs.split(","),
                                                    args.lrs.split(","), args.steps.split(","))]
     print("| design | pairs | lr | steps | accuracy | chance | final loss | seconds |\n|---|---|---|---|---|---|---|---|",

@@ -186,11 +186,12 @@ def test_mqar_random_predictions_over_the_values_score_chance():
     assert correct / queries == pytest.approx(1 / task.num_values, abs=0.015)
 
 
-def test_recall_probe_sets_the_task_vocabulary_and_the_width():
+def test_recall_probe_sets_the_task_vocabulary_the_width_and_the_depth():
     config = make_config("micro", decay="gla")
-    probe = RecallProbe(vocab_size=32, hidden_size=32)
+    probe = RecallProbe(vocab_size=32, hidden_size=32, num_hidden_layers=1)
     small = probe.model_config(config)
     assert (small.vocab_size, small.hidden_size, small.num_heads, small.head_dim) == (32, 32, 2, 16)
+    assert small.num_hidden_layers == 1 and len(build_model(small).model.layers) == 1
     assert probe.model_config(make_config("micro", arch="softmax")).num_attention_heads == 2
     assert RecallProbe().model_config(config).hidden_size == config.hidden_size
     cfg = probe.train_config(seed=3)

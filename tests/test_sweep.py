@@ -404,7 +404,8 @@ def test_recall_curve_trains_one_probe_per_number_of_pairs_on_the_seed0_run(tmp_
     from decaylab.sweep.runner import run_sweep
 
     root = tmp_path / "sweep"
-    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1, 2, 4))
+    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1, 2, 4),
+                                mqar_probe={"lr": 1e-3, "num_hidden_layers": 1})
     families = {"a": Family("a", "parameterization", "?", (DecaySpec("gla"),))}
     data = prepare_data(scale.data, progress=False)
     init_sweep(root, "test", families, scale, (0, 1), data)
@@ -422,7 +423,8 @@ def test_recall_curve_trains_one_probe_per_number_of_pairs_on_the_seed0_run(tmp_
     del record["recall_curve"]
     (seed0 / "eval.json").write_text(json.dumps(record))
     points = evaluate_run(seed0, json.loads((seed0 / "run.json").read_text()))["recall_curve"]["points"]
-    assert [(p.num_pairs, p.seq_len, p.steps) for p in given] == [(n, 16, scale.mqar_steps) for n in (1, 2, 4)]
+    assert [(p.num_pairs, p.seq_len, p.steps, p.lr, p.num_hidden_layers) for p in given] == [
+        (n, 16, scale.mqar_steps, 1e-3, 1) for n in (1, 2, 4)]
     assert all(0.0 <= p["accuracy"] <= 1.0 for p in points)
 
     report = write_report(root).read_text()

@@ -111,7 +111,8 @@ def evaluate_mqar(model: nn.Module, task: MQARTask, num_examples: int = 256, bat
 class RecallProbe:
     """Every knob of the MQAR probe: the task (sequence length T, key–value pairs N, task vocabulary
     V), the training (steps, peak ``lr``, sequences per step, AdamW weight decay) and the model
-    width (``hidden_size``; None keeps the width of the model config; heads of the same head width).
+    width and depth (``hidden_size``, ``num_hidden_layers``; None keeps those of the model config;
+    heads of the same head width).
     The schedule is the training's warmup-cosine: 10% warmup, decaying to 0."""
 
     seq_len: int = 64
@@ -122,6 +123,7 @@ class RecallProbe:
     batch_size: int = 32
     weight_decay: float = 0.1
     hidden_size: int | None = None
+    num_hidden_layers: int | None = None
     eval_examples: int = 256
 
     @property
@@ -141,6 +143,8 @@ class RecallProbe:
             heads = self.hidden_size // fields["head_dim"]
             fields.update({"hidden_size": self.hidden_size},
                           **{k: heads for k in HEAD_COUNT_FIELDS if k in fields})
+        if self.num_hidden_layers is not None:
+            fields["num_hidden_layers"] = self.num_hidden_layers
         return type(model_config).from_dict(fields)
 
 

@@ -82,11 +82,13 @@ def _extrapolation(model, val, settings: dict, spec: dict) -> dict:
 
 
 def _probe(settings: dict, num_pairs: int | None = None):
-    """The sweep's MQAR probe (``mqar_task``, or the same task with ``num_pairs`` pairs)."""
+    """The sweep's MQAR probe (``mqar_task``, or the same task with ``num_pairs`` pairs; trained as
+    ``mqar_steps``, ``mqar_batch_size`` and ``mqar_probe`` say)."""
     from decaylab.evaluate.recall import RecallProbe
 
     task = {**settings["mqar_task"], **({} if num_pairs is None else {"num_pairs": num_pairs})}
-    return RecallProbe(**task, steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"])
+    return RecallProbe(**task, steps=settings["mqar_steps"], batch_size=settings["mqar_batch_size"],
+                       **settings.get("mqar_probe", {}))
 
 
 def _recall(model, val, settings: dict, spec: dict) -> dict:

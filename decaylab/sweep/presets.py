@@ -192,7 +192,8 @@ class Scale:
     of ``extrapolation_factor`` × ``seq_len`` tokens (``extrapolation_batches`` batches), an MQAR
     probe trained for ``mqar_steps`` steps (0 = off) on ``mqar_task``, and on the ``CURVE_SEED`` run of each
     design the probe's accuracy against the number of key–value pairs ``mqar_curve`` (empty = off;
-    one fresh probe per number), decay statistics over
+    one fresh probe per number); ``mqar_probe`` holds further :class:`decaylab.evaluate.recall.RecallProbe`
+    fields (lr, hidden_size, num_hidden_layers, …; empty = the probe's defaults); decay statistics over
     ``analysis_batches`` validation batches, and a last-word cloze of ``cloze_examples`` examples
     (0 = off; decaylab.evaluate.cloze).
     """
@@ -210,6 +211,7 @@ class Scale:
     analysis_batches: int = 4
     cloze_examples: int = 0
     mqar_curve: tuple[int, ...] = ()
+    mqar_probe: dict = field(default_factory=dict)
 
     @property
     def seq_len(self) -> int:
@@ -241,10 +243,12 @@ class Scale:
                 **self.added_settings()}
 
     def added_settings(self) -> dict:
-        """The settings added after the first sweeps were recorded (the cloze, the recall curve), only
-        where they are on, so a sweep recorded before a field existed stays the same sweep."""
+        """The settings added after the first sweeps were recorded (the cloze, the recall curve, the
+        probe's training), only where they are set, so a sweep recorded before a field existed stays
+        the same sweep."""
         return {**({"cloze_examples": self.cloze_examples} if self.cloze_examples else {}),
-                **({"mqar_curve": list(self.mqar_curve)} if self.mqar_curve else {})}
+                **({"mqar_curve": list(self.mqar_curve)} if self.mqar_curve else {}),
+                **({"mqar_probe": dict(self.mqar_probe)} if self.mqar_probe else {})}
 
 
 SOFTMAX_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "head_dim", "num_attention_heads")
