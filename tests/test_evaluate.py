@@ -206,6 +206,30 @@ def test_tiny_model_trained_on_easy_mqar_beats_chance():
     assert result["accuracy"] > 3 * result["chance"], result
 
 
+def test_recall_probe_counts_the_steps_it_skipped_for_a_non_finite_loss(monkeypatch):
+    import decaylab.model
+
+    real_build, calls = decaylab.model.build_model, {"train_forward": 0}
+
+    def poisoned(config):
+        model = real_build(config)
+
+        def poison(module, args, output):
+            if module.training:
+                calls["train_forward"] += 1
+                if calls["train_forward"] in (3, 7):
+                    output.loss = output.loss * float("nan")
+            return output
+
+        model.register_forward_hook(poison)
+        return model
+
+    monkeypatch.setattr(decaylab.model, "build_model", poisoned)
+    probe = RecallProbe(seq_len=16, num_pairs=2, vocab_size=16, steps=10, batch_size=4)
+    result = train_and_eval_mqar(make_config("micro", decay="gla"), probe, progress=False)
+    assert result["skipped_steps"] == 2 and math.isfinite(result["final_loss"])
+
+
 # ------------------------------------------------------------------------------------ lm-eval adapter
 
 @pytest.fixture(scope="module")

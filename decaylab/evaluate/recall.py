@@ -172,8 +172,9 @@ def train_and_eval_mqar(model_config, probe: RecallProbe = RecallProbe(), seed: 
 
     Training is the training loop's: :func:`~decaylab.train.optim.make_optimizer`, the warmup-cosine
     schedule and :func:`~decaylab.train.step.optimizer_step` on fresh batches of :class:`MQARStream`,
-    minimizing the cross-entropy at query positions (every other target is ignored).
-    Returns ``{"accuracy", "queries", "chance", "final_loss", "steps", "seconds", "task"}``.
+    minimizing the cross-entropy at query positions (every other target is ignored); a step whose
+    loss or gradient is not finite leaves the model as it was and is counted in ``skipped_steps``.
+    Returns ``{"accuracy", "queries", "chance", "final_loss", "steps", "skipped_steps", "seconds", "task"}``.
     """
     from decaylab.model import build_model
 
@@ -185,15 +186,16 @@ def train_and_eval_mqar(model_config, probe: RecallProbe = RecallProbe(), seed: 
     rt, data, mixed_precision = single_process(model), MQARStream(task), autocast(device)
     model.train()
     start, loss = time.perf_counter(), torch.tensor(float("nan"))
+    skipped = torch.zeros((), dtype=torch.long, device=rt.device)
     bar = tqdm(range(probe.steps), desc="mqar train", disable=not progress, leave=False)
     for step in bar:
-        loss, _, _ = optimizer_step(model, optimizer, data, step, cfg, rt, mixed_precision)
+        loss, grad_norm, _ = optimizer_step(model, optimizer, data, step, cfg, rt, mixed_precision)
+        skipped += ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         if progress and step % 50 == 0:  # a host read: the GPU runs ahead in between
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    loss = loss.item()
     seconds = time.perf_counter() - start
     result = evaluate_mqar(model, task, num_examples=probe.eval_examples, seed=seed + 10_000_019)
-    return {**result, "final_loss": loss, "steps": probe.steps, "seconds": seconds,
+    return {**result, "final_loss": loss.item(), "steps": probe.steps, "skipped_steps": int(skipped), "seconds": seconds,
             "task": {"seq_len": task.seq_len, "num_pairs": task.num_pairs, "vocab_size": task.vocab_size}}
 
 
