@@ -396,42 +396,45 @@ def test_initial_decay_is_measured_on_the_step0_model(tmp_path, dataset_dir):
 
 def test_recall_curve_trains_one_probe_per_number_of_pairs_on_the_seed0_run(tmp_path, dataset_dir, monkeypatch):
     """With ``mqar_curve``, the seed-0 run of a design trains a fresh probe for each number of pairs
-    (the task it is given has that many) and the report draws and tabulates accuracy against it;
-    other seeds skip the curve."""
+    (the task it is given has that many) besides the main probe, with the scale's probe settings; the
+    other seeds run neither; the report draws and tabulates accuracy against the number of pairs."""
     from decaylab.evaluate import recall
     from decaylab.sweep.evaluation import evaluate_run
     from decaylab.sweep.report import write_report
     from decaylab.sweep.runner import run_sweep
 
     root = tmp_path / "sweep"
-    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1, 2, 4),
+    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1, 4),
                                 mqar_probe={"lr": 1e-3, "num_hidden_layers": 1})
+    assert scale.mqar_task["num_pairs"] == 2  # the main probe's
     families = {"a": Family("a", "parameterization", "?", (DecaySpec("gla"),))}
     data = prepare_data(scale.data, progress=False)
     init_sweep(root, "test", families, scale, (0, 1), data)
     assert {o.status for o in run_sweep(root, expand(families, (0, 1)), scale, data, workers=2,
                                         log=lambda line: None)} == {"done"}
     seed0, seed1 = (root / "runs" / f"gla-vector-sep-none-s{s}" for s in (0, 1))
-    assert "skipped" in json.loads((seed1 / "eval.json").read_text())["recall_curve"]
+    skipped = json.loads((seed1 / "eval.json").read_text())
+    assert "skipped" in skipped["recall_curve"] and "skipped" in skipped["recall"]
 
-    # Evaluate the seed-0 curve again in this process and see what each probe was given.
+    # Evaluate the seed-0 probes again in this process and see what each probe was given.
     record = json.loads((seed0 / "eval.json").read_text())
     chance = recall.MQARTask(**scale.mqar_task).chance
-    assert [(p["num_pairs"], p["chance"]) for p in record["recall_curve"]["points"]] == [(n, chance) for n in (1, 2, 4)]
+    assert [(p["num_pairs"], p["chance"]) for p in record["recall_curve"]["points"]] == [(1, chance), (4, chance)]
     given, real = [], recall.train_and_eval_mqar
     monkeypatch.setattr(recall, "train_and_eval_mqar", lambda cfg, probe, **kw: given.append(probe) or real(cfg, probe, **kw))
-    del record["recall_curve"]
-    (seed0 / "eval.json").write_text(json.dumps(record))
-    points = evaluate_run(seed0, json.loads((seed0 / "run.json").read_text()))["recall_curve"]["points"]
+    (seed0 / "eval.json").write_text(json.dumps({k: v for k, v in record.items() if k not in ("recall", "recall_curve")}))
+    again = evaluate_run(seed0, json.loads((seed0 / "run.json").read_text()))
     assert [(p.num_pairs, p.seq_len, p.steps, p.lr, p.num_hidden_layers) for p in given] == [
-        (n, 16, scale.mqar_steps, 1e-3, 1) for n in (1, 2, 4)]
-    assert all(0.0 <= p["accuracy"] <= 1.0 for p in points)
+        (n, 16, scale.mqar_steps, 1e-3, 1) for n in (2, 1, 4)]
+    points = {p["num_pairs"]: p["accuracy"] for p in again["recall_curve"]["points"]} | {2: again["recall"]["accuracy"]}
+    assert all(0.0 <= a <= 1.0 for a in points.values())
 
     report = write_report(root).read_text()
     assert "](recall_a.png)" in report and (root / "report" / "recall_a.png").read_bytes().startswith(PNG_MAGIC)
-    row = next(line for line in report.splitlines() if line.startswith("| gla (vector) | ") and "pairs" not in line
-               and line.count("|") == 5)
-    assert [float(x) for x in row.strip("| ").split(" | ")[1:]] == [round(p["accuracy"], 3) for p in points]
+    assert "| design | 1 pair | 2 pairs | 4 pairs |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| gla (vector) | ") and line.count("|") == 5)
+    assert [float(x) for x in row.strip("| ").split(" | ")[1:]] == [round(points[n], 3) for n in (1, 2, 4)]
+    assert "on the seed-0 run of each design (with the recall curve)" in report
 
 
 def test_a_run_carried_without_checkpoints_skips_the_pieces_it_can_no_longer_compute(tmp_path, dataset_dir):

@@ -6,7 +6,8 @@ piece in progress):
     extrapolation   loss/perplexity by position bucket on validation windows of
                     ``extrapolation_factor`` × the training length (decaylab.evaluate)
     recall          MQAR query accuracy of a fresh model of the same design trained on the task
-                    (decaylab.evaluate.recall); ``{"skipped": reason}`` when ``mqar_steps`` is 0
+                    (decaylab.evaluate.recall); ``{"skipped": reason}`` when ``mqar_steps`` is 0,
+                    and where the scale has a recall curve, on every run but the seed-0 one
     recall_curve    on the seed-0 run of each design: the same probe's accuracy for each number
                     of key–value pairs in ``mqar_curve`` (``{"points": [{"num_pairs", "accuracy",
                     "chance"}, …]}``); ``{"skipped": reason}`` on other seeds and where the scale has none
@@ -94,6 +95,8 @@ def _probe(settings: dict, num_pairs: int | None = None):
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
+    if settings.get("mqar_curve") and spec["seed"] != CURVE_SEED:  # the probe's cost goes into the curve
+        return {"skipped": f"with a recall curve, the probe runs on the seed-{CURVE_SEED} run of each design"}
     from decaylab.device import model_device
     from decaylab.evaluate.recall import train_and_eval_mqar
 

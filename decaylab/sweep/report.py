@@ -298,26 +298,30 @@ def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], pa
     return True
 
 
-def _curve(res: DesignResult) -> dict[int, float]:
-    """Number of pairs → MQAR accuracy (mean over the runs that measured the curve)."""
-    by_pairs: dict[int, list[float]] = {}
+def _curve(res: DesignResult, main_pairs: int) -> dict[int, float]:
+    """Number of pairs → MQAR accuracy (mean over the runs that measured it): the recall curve's
+    points and the main probe's ``main_pairs``."""
+    by_pairs: dict[int, list[float]] = {main_pairs: list(res.values.get("recall", []))}
     for points in res.recall_curve:
         for p in points:
             by_pairs.setdefault(p["num_pairs"], []).append(p["accuracy"])
-    return {n: statistics.fmean(a) for n, a in sorted(by_pairs.items())}
+    return {n: statistics.fmean(a) for n, a in sorted(by_pairs.items()) if a}
 
 
-def recall_curve_section(family: Family, results: dict[str, DesignResult], path: Path) -> list[str]:
-    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs, one line and
-    row per design of ``family`` that measured it, the chance level dashed; [] where none did."""
-    curves = [(i, d, _curve(res)) for i, d in enumerate(family.designs)
+def recall_curve_section(family: Family, results: dict[str, DesignResult], scale: dict, path: Path) -> list[str]:
+    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs (the recall
+    curve and the main probe of ``scale``), one line and row per design of ``family`` that measured a
+    curve, the chance level dashed; [] where none did."""
+    from decaylab.evaluate.recall import MQARTask
+
+    task = MQARTask(**scale["mqar_task"])
+    curves = [(i, d, _curve(res, task.num_pairs)) for i, d in enumerate(family.designs)
               if (res := results.get(design_key(d))) and res.recall_curve]
     if not curves:
         path.unlink(missing_ok=True)
         return []
     pairs = sorted({n for _, _, c in curves for n in c})
-    chance = {p["num_pairs"]: p["chance"] for _, d, _ in curves for points in results[design_key(d)].recall_curve
-              for p in points}
+    chance = {n: task.chance for n in pairs}  # the value range, which the number of pairs does not change
     fig, ax = _figure()
     for i, d, curve in curves:
         ax.plot(list(curve), list(curve.values()), label=design_label(d), **design_style(i))
@@ -330,7 +334,8 @@ def recall_curve_section(family: Family, results: dict[str, DesignResult], path:
     ax.set_title(f"({family.key}) {family.name}: recall against the number of pairs")
     _legend(ax, len(curves) + 1)
     _save(fig, path)
-    table = ["| design | " + " | ".join(f"{n} pairs" for n in pairs) + " |", "|---|" + "---|" * len(pairs)]
+    table = ["| design | " + " | ".join(f"{n} pair{'s' * (n != 1)}" for n in pairs) + " |",
+             "|---|" + "---|" * len(pairs)]
     table += [f"| {design_label(d)} | " + " | ".join(f"{c[n]:.3f}" if n in c else "—" for n in pairs) + " |"
               for _, d, c in curves]
     table.append("| chance | " + " | ".join(f"{chance[n]:.4f}" for n in pairs) + " |")
@@ -357,7 +362,8 @@ def _recall_note(scale: dict, results: dict[str, DesignResult]) -> str:
     task = MQARTask(**scale["mqar_task"])
     note = (f"MQAR: query accuracy of a fresh model of the same design trained {scale['mqar_steps']} steps on "
             f"multi-query associative recall ({task.num_pairs} pairs in {task.seq_len} tokens; chance "
-            f"{task.chance:.4f}).")
+            f"{task.chance:.4f})" + (f", on the seed-{CURVE_SEED} run of each design (with the recall curve)."
+                                     if scale.get("mqar_curve") else "."))
     means = {design_label(r.design): statistics.mean(r.values["recall"]) for r in results.values() if r.values.get("recall")}
     if means:
         best = max(means, key=means.get)
@@ -500,7 +506,7 @@ def write_report(root: str | Path) -> Path:
                 (out / name).unlink(missing_ok=True)
                 lines.append(f"*{title}: no data yet.*")
             lines.append("")
-        lines += recall_curve_section(fam, results, out / f"recall_{fam.key}.png")
+        lines += recall_curve_section(fam, results, record["scale"], out / f"recall_{fam.key}.png")
     lines += _provenance(record)
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
