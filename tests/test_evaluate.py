@@ -195,7 +195,12 @@ def test_recall_probe_sets_the_task_vocabulary_the_width_and_the_depth():
     assert probe.model_config(make_config("micro", arch="softmax")).num_attention_heads == 2
     assert RecallProbe().model_config(config).hidden_size == config.hidden_size
     cfg = probe.train_config(seed=3)
-    assert (cfg.seed, cfg.seq_len, cfg.steps, cfg.micro_batch_size, cfg.lr) == (3, 64, 300, 32, 3e-3)
+    assert (cfg.seed, cfg.seq_len, cfg.steps, cfg.micro_batch_size, cfg.lr) == (3, 64, 3000, 32, 3e-4)
+    # size: the run's design on another preset (the sweep's probe model need not be the run's size)
+    on_tiny = RecallProbe(size="tiny").model_config(make_config("small", decay="gla", decay_granularity="scalar"))
+    assert (on_tiny.hidden_size, on_tiny.num_hidden_layers, on_tiny.vocab_size) == (128, 2, 64)
+    assert (on_tiny.decay, on_tiny.decay_granularity) == ("gla", "scalar")
+    assert RecallProbe(size="tiny").model_config(make_config("small", arch="softmax")).hidden_size == 128
 
 
 def test_tiny_model_trained_on_easy_mqar_beats_chance():

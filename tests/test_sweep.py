@@ -15,7 +15,7 @@ import pytest
 from decaylab.decay import DecaySpec
 from decaylab.sweep import presets
 from decaylab.sweep.presets import SOFTMAX, Family, Scale, design_label, design_problems
-from decaylab.sweep.rundir import DesignResult, expand, init_sweep, load_sweep, run_state
+from decaylab.sweep.rundir import DesignResult, expand, init_sweep, load_sweep, run_spec, run_state
 from decaylab.sweep.runner import prepare_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -454,3 +454,20 @@ def test_a_run_carried_without_checkpoints_skips_the_pieces_it_can_no_longer_com
     after = json.loads((run / "eval.json").read_text())
     assert "checkpoints are gone" in after["decay"]["skipped"] and after["recall"] == record["recall"]
     assert run_state(run) == "complete" and not (run / "failed.json").exists()
+
+
+@pytest.mark.parametrize("name", sorted(presets.SCALES))
+def test_every_scale_s_recall_probes_are_valid_tasks_with_a_model(name):
+    """The main probe and every point of the recall curve of each scale make a valid MQAR task and a
+    probe model (a bad setting would otherwise fail only after a GPU run has trained)."""
+    from decaylab.evaluate.recall import generate_mqar
+    from decaylab.model import make_config
+    from decaylab.sweep.evaluation import _probe
+
+    scale = presets.SCALES[name]
+    settings = run_spec(expand({"a": Family("a", "?", "?", (DecaySpec("gla"),))}, (0,))[0], scale,
+                        {"source": None, "dir": "d", "vocab_size": 8, "seed": 0})["evaluation"]
+    for n in (None, *scale.mqar_curve):
+        probe = _probe(settings, n)
+        generate_mqar(probe.task, 1)
+        assert probe.model_config(make_config(scale.size, decay="gla")).vocab_size == probe.vocab_size

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also report loss by position on windows of FACTOR × seq_len tokens (e.g. 4)")
     parser.add_argument("--recall", action="store_true",
                         help="MQAR: train a small model of this model's decay design on it, and probe this model zero-shot")
-    parser.add_argument("--recall-size", default="micro", help="model preset of the MQAR-trained model")
+    parser.add_argument("--recall-size", default="tiny", help="model preset of the MQAR-trained model")
     parser.add_argument("--recall-width", type=positive_int, help="hidden size of the MQAR-trained model (default: the preset's)")
     parser.add_argument("--recall-steps", type=positive_int, default=RecallProbe.steps)
     parser.add_argument("--recall-lr", type=positive_float, default=RecallProbe.lr)
@@ -61,7 +61,6 @@ def main(args: argparse.Namespace) -> int:
     from decaylab.evaluate.recall import (
         MQARTask,
         evaluate_mqar,
-        small_config_like,
         train_and_eval_mqar,
     )
 
@@ -96,8 +95,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.recall:
         probe = RecallProbe(seq_len=args.recall_seq_len, num_pairs=args.recall_pairs, vocab_size=args.recall_vocab,
-                            steps=args.recall_steps, lr=args.recall_lr, hidden_size=args.recall_width)
-        trained = train_and_eval_mqar(small_config_like(model.config, args.recall_size), probe, seed=args.seed,
+                            steps=args.recall_steps, lr=args.recall_lr, size=args.recall_size,
+                            hidden_size=args.recall_width)
+        trained = train_and_eval_mqar(model.config, probe, seed=args.seed,
                                       device=device, progress=progress)
         zero_shot = evaluate_mqar(model, MQARTask(args.recall_seq_len, args.recall_pairs, model.config.vocab_size),
                                   seed=args.seed + 1)

@@ -63,7 +63,11 @@ benchmarks/RESULTS.md): one run of the small vector-decay model trains at 1.30M 
 ``compile_mode=reduce-overhead`` and 0.76M with the default compile mode, so a run takes 50–85 s of
 the GPU alone, and the 30 designs × 3 seeds (5.8B tokens) 75–130 GPU minutes one run after another:
 several sittings with ``--time-limit``. A second, larger scale point (the 34M model) is not defined yet: at the measured
-0.64M tokens/s in aggregate it would need 10× the GPU time.
+0.64M tokens/s in aggregate it would need 10× the GPU time. The recall probe is the design on the
+``tiny`` model (d 128, 2 layers, heads of 32) trained 3,000 steps at lr 3e-4 on 4 pairs in 64
+tokens, the setting where a softmax Transformer reached 0.99 on the CPU (calibrated on the CPU
+only, see :class:`decaylab.evaluate.recall.RecallProbe`), and on the seed-0 run of each design
+also 2, 8 and 16 pairs: 4 probes per design, 120 in all.
 
 Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
 LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
@@ -292,8 +296,8 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     # and 3.8 epochs of the larger corpus: the compute-optimal point of issue 16 (see the module docstring).
     Scale("optimal", "small", LARGE_8K, _train(512, 32, 3950, 2e-3, eval_every=1000, ckpt_every=500,
                                               final_eval_batches=100),
-          mqar_steps=1000, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16,
-          cloze_examples=500),
+          mqar_steps=3000, mqar_task={"seq_len": 64, "num_pairs": 4, "vocab_size": 64}, mqar_curve=(2, 8, 16),
+          mqar_probe={"size": "tiny", "lr": 3e-4}, extrapolation_batches=16, cloze_examples=500),
     # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.
     *(Scale(size, size, FINEWEB_EDU,
             _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,
