@@ -211,7 +211,8 @@ def test_sweep_piece_is_computed_for_an_evaluation_recorded_before_it(model_dir,
     run_dir.mkdir()
     for name in ("config.json", "model.safetensors"):
         (run_dir / name).write_bytes((model_dir / name).read_bytes())
-    old = {"extrapolation": {"buckets": []}, "recall": {"skipped": "off"}, "decay": {"layers": []}, "complete": True}
+    old = {"extrapolation": {"buckets": []}, "recall": {"skipped": "off"}, "recall_curve": {"skipped": "off"},
+           "decay": {"layers": []}, "initial_decay": {"layers": []}, "complete": True}
     (run_dir / EVAL_FILE).write_text(json.dumps(old))
     settings = {"seq_len": 32}
     spec = {"run_id": "r", "seed": 0, "design": {"decay": "gla"}, "train": {"data": {"dir": str(dataset_dir)}},

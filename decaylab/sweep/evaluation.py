@@ -33,9 +33,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from transformers.utils import CONFIG_NAME
+
 from decaylab.sweep.presets import CURVE_SEED
-from decaylab.train.checkpoint import latest_checkpoint
 from decaylab.sweep.rundir import EVAL_FILE, read_json, write_json_atomic
+from decaylab.train.checkpoint import checkpoints_root
 
 PIECES = ("extrapolation", "recall", "recall_curve", "decay", "initial_decay", "cloze")
 RETRY = {"unavailable", "error"}  # markers of a piece to compute again
@@ -51,7 +53,8 @@ def evaluate_run(run_dir: Path, spec: dict) -> dict:
     path = run_dir / EVAL_FILE
     record = read_json(path) or {}
     todo = [p for p in PIECES if p not in record or RETRY & set(record[p])]
-    if todo and latest_checkpoint(run_dir) is None:  # e.g. a sweep directory carried without checkpoints
+    if todo and not ((run_dir / CONFIG_NAME).is_file() or checkpoints_root(run_dir).is_dir()):
+        # no model left to evaluate: e.g. a sweep directory carried without its checkpoints
         gone = {"skipped": "the run's checkpoints are gone, so this piece cannot be computed any more"}
         record.update({piece: gone for piece in todo}, complete=True)
         write_json_atomic(path, record)
