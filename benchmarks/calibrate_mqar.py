@@ -60,8 +60,8 @@ def main() -> None:
                    granularity=args.granularity, seed=args.seed)
               for d, n, lr, s in itertools.product(args.designs.split(","), args.pairs.split(","),
                                                    args.lrs.split(","), args.steps.split(","))]
-    print("| design | pairs | lr | steps | accuracy | chance | final loss | seconds |\n|---|---|---|---|---|---|---|---|",
-          flush=True)
+    print("| design | pairs | lr | steps | accuracy | chance | final loss | seconds |", flush=True)
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in as_completed([pool.submit(run_point, p) for p in points]):  # a row as soon as it is done

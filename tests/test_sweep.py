@@ -421,8 +421,10 @@ def test_recall_curve_trains_one_probe_per_number_of_pairs_on_the_seed0_run(tmp_
     chance = recall.MQARTask(**scale.mqar_task).chance
     assert [(p["num_pairs"], p["chance"]) for p in record["recall_curve"]["points"]] == [(1, chance), (4, chance)]
     given, real = [], recall.train_and_eval_mqar
-    monkeypatch.setattr(recall, "train_and_eval_mqar", lambda cfg, probe, **kw: given.append(probe) or real(cfg, probe, **kw))
-    (seed0 / "eval.json").write_text(json.dumps({k: v for k, v in record.items() if k not in ("recall", "recall_curve")}))
+    monkeypatch.setattr(recall, "train_and_eval_mqar",
+                        lambda cfg, probe, **kw: given.append(probe) or real(cfg, probe, **kw))
+    kept = {k: v for k, v in record.items() if k not in ("recall", "recall_curve")}
+    (seed0 / "eval.json").write_text(json.dumps(kept))
     again = evaluate_run(seed0, json.loads((seed0 / "run.json").read_text()))
     assert [(p.num_pairs, p.seq_len, p.steps, p.lr, p.num_hidden_layers) for p in given] == [
         (n, 16, scale.mqar_steps, 1e-3, 1) for n in (2, 1, 4)]

@@ -11,8 +11,10 @@ Keys within a sequence are distinct; values are drawn with replacement. The targ
 key's position is its value (the model must recall it from the first half); every other target
 is −100 (ignored). The query region holds no values (as in Zoology's MQAR): with each answer
 shown after its query, the last of N queries could be answered by elimination (the one value not
-yet repeated), the one before by a guess between two, and so on, without any recall. Accuracy = fraction of query positions whose argmax prediction is the value;
-a predictor that knows only the value range scores 1 / (V − 1 − V_k) (chance).
+yet repeated), the one before by a guess between two, and so on, without any recall.
+
+Accuracy = fraction of query positions whose argmax prediction is the value; a predictor that
+knows only the value range scores 1 / (V − 1 − V_k) (chance).
 """
 
 from __future__ import annotations
@@ -203,7 +205,8 @@ def train_and_eval_mqar(model_config, probe: RecallProbe = RecallProbe(), seed: 
             bar.set_postfix(loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - start
     result = evaluate_mqar(model, task, num_examples=probe.eval_examples, seed=seed + 10_000_019)
-    return {**result, "final_loss": loss.item(), "steps": probe.steps, "skipped_steps": int(skipped), "seconds": seconds,
+    return {**result, "final_loss": loss.item(), "steps": probe.steps, "skipped_steps": int(skipped),
+            "seconds": seconds,
             "task": {"seq_len": task.seq_len, "num_pairs": task.num_pairs, "vocab_size": task.vocab_size}}
 
 

@@ -19,8 +19,8 @@ estimate of the seed variance and nothing is judged: "no seed variance: not deci
 1. parameterization matters and works only in a narrow range (family a). Each design is compared
    with the best (lowest mean), Holm over those comparisons; the designs not worse than the best
    form the *working set*, and the range of their median decay (learned, and initial: measured on
-   the step-0 model, or p of SD-p where it was not measured) is the finding. Disagree when every design's interval lies below ``NO_REAL_GAIN``
-   (no parameterization is really worse); agree when some are worse and worse designs lie on
+   the step-0 model, or p of SD-p where it was not measured) is the finding. Disagree when every
+   design's interval lies below ``NO_REAL_GAIN`` (no parameterization is really worse); agree when some are worse and worse designs lie on
    both sides of the working range (below its lowest and above its highest median decay); else
    not decided (e.g. the range is open on one side, or no median decay was measured).
 2. sharing hurts (family b): shared vs separate per decay, Holm over the pairs; agree when shared
@@ -398,8 +398,9 @@ def claims(families: dict[str, Family], losses: Losses, medians: Medians | None 
     """The four claims with verdicts from the validation losses of the families that ran.
 
     ``medians``: :func:`median_decay` of the analysed designs; ``initial_medians``: their
-    :func:`starting_decay` (by default the one their parameterization fixes); ``pool``: the seed variance pooled over every design of the sweep (the softmax
-    reference included), by default over ``losses``."""
+    :func:`starting_decay` (by default the one their parameterization fixes); ``pool``: the seed
+    variance pooled over every design of the sweep (the softmax reference included), by default
+    over ``losses``."""
     pool = pool or pooled_variance(losses.values())
     medians = medians or {}
     out = []
