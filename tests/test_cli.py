@@ -64,3 +64,17 @@ def test_generate_decodes_a_left_padded_batch_stops_at_eos_and_streams(capsys, t
     assert lengths == [6, 2]  # the second prompt stopped at end-of-text
     assert main(argv + ["--prompt", "the dog", "--stream"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == printed[1]
+
+
+def test_python_dash_m_decaylab_is_the_decaylab_command(tmp_path):
+    """``python -m decaylab`` runs the same CLI as the console script: its exit status and one-line
+    error for bad input (here an unknown preset)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "decaylab", "sweep", "--preset", "h200-optimal", "--list",
+                           "--out", str(tmp_path / "s")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "tnl-scalar-sep-tpe-s2" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "decaylab", "sweep", "--preset", "nope"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
