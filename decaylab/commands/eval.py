@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also report loss by position on windows of FACTOR × seq_len tokens (e.g. 4)")
     parser.add_argument("--recall", action="store_true",
                         help="MQAR: train a small model of this model's decay design on it (the defaults learn; "
-                             "minutes on a GPU, 5-20 on a 2-core CPU), and probe this model zero-shot")
+                             "on a 2-core CPU 5 minutes for softmax, 16 for a vector decay), and probe this model "
+                             "zero-shot")
     parser.add_argument("--recall-size", default="tiny", help="model preset of the MQAR-trained model")
     parser.add_argument("--recall-width", type=positive_int, help="hidden size of the MQAR-trained model (default: the preset's)")
     parser.add_argument("--recall-steps", type=positive_int, default=RecallProbe.steps)
