@@ -111,12 +111,21 @@ class TrainConfig:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not 0.0 <= self.wsd_decay_fraction <= 1.0:
             raise ConfigError(f"wsd_decay_fraction must be in [0, 1], got {self.wsd_decay_fraction}")
-        if self.compile_mode == "reduce-overhead" and self.grad_accum > 1 and self.compile != "false":
+        if self.compile_mode == "reduce-overhead" and self.grad_accum > 1 and self._compiles_on_cuda():
             # Measured on an H200 (torch 2.11): the second micro-step's CUDA-graph replay overwrites the
             # gradients the first one accumulated ("accessing tensor output of CUDAGraphs ... overwritten").
             raise ConfigError(f"compile_mode=reduce-overhead cannot accumulate gradients over micro-steps "
                               f"(grad_accum={self.grad_accum}): CUDA graphs reuse the gradient memory; use "
                               f"grad_accum=1 with a larger micro_batch_size, or compile_mode=default")
+
+    def _compiles_on_cuda(self) -> bool:
+        """Whether the run will be compiled on a GPU (``compile=auto`` compiles on CUDA only; CUDA
+        graphs exist only there)."""
+        if self.compile == "false" or self.device == "cpu":
+            return False
+        import torch
+
+        return self.device == "cuda" or torch.cuda.is_available()
 
     def to_dict(self) -> dict:
         """A JSON-serializable copy of every field."""
