@@ -95,16 +95,22 @@ def _probe(settings: dict, num_pairs: int | None = None):
                        **settings.get("mqar_probe", {}))
 
 
+def _train_probe(model, settings: dict, spec: dict, num_pairs: int | None = None) -> dict:
+    """:func:`decaylab.evaluate.recall.train_and_eval_mqar` of a fresh model of ``model``'s design on
+    the sweep's probe (:func:`_probe`), seeded with the run's seed."""
+    from decaylab.device import model_device
+    from decaylab.evaluate.recall import train_and_eval_mqar
+
+    return train_and_eval_mqar(model.config, _probe(settings, num_pairs), seed=spec["seed"],
+                               device=model_device(model), progress=False)
+
+
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
     if settings.get("mqar_curve") and spec["seed"] != CURVE_SEED:  # the probe's cost goes into the curve
         return {"skipped": f"with a recall curve, the probe runs on the seed-{CURVE_SEED} run of each design"}
-    from decaylab.device import model_device
-    from decaylab.evaluate.recall import train_and_eval_mqar
-
-    return train_and_eval_mqar(model.config, _probe(settings), seed=spec["seed"], device=model_device(model),
-                               progress=False)
+    return _train_probe(model, settings, spec)
 
 
 def _recall_curve(model, val, settings: dict, spec: dict) -> dict:
@@ -112,13 +118,9 @@ def _recall_curve(model, val, settings: dict, spec: dict) -> dict:
         return {"skipped": "no recall curve at this scale"}
     if spec["seed"] != CURVE_SEED:
         return {"skipped": f"the recall curve is measured on the seed-{CURVE_SEED} run of each design"}
-    from decaylab.device import model_device
-    from decaylab.evaluate.recall import train_and_eval_mqar
-
     points = []
     for n in settings["mqar_curve"]:
-        result = train_and_eval_mqar(model.config, _probe(settings, n), seed=spec["seed"],
-                                     device=model_device(model), progress=False)
+        result = _train_probe(model, settings, spec, n)
         points.append({"num_pairs": n, "accuracy": result["accuracy"], "chance": result["chance"]})
     return {"points": points}
 

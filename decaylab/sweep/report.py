@@ -320,12 +320,11 @@ def recall_curve_section(family: Family, results: dict[str, DesignResult], scale
     if not curves:
         path.unlink(missing_ok=True)
         return []
-    pairs = sorted({n for _, _, c in curves for n in c})
-    chance = {n: task.chance for n in pairs}  # the value range, which the number of pairs does not change
+    pairs = sorted({n for _, _, c in curves for n in c})  # chance (the value range) is the same for every number
     fig, ax = _figure()
     for i, d, curve in curves:
         ax.plot(list(curve), list(curve.values()), label=design_label(d), **design_style(i))
-    ax.plot(pairs, [chance[n] for n in pairs], color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.plot(pairs, [task.chance] * len(pairs), color="grey", linestyle="--", linewidth=0.8, label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(pairs, [str(n) for n in pairs])
     ax.set_ylim(0, 1.02)  # a curve at 1 stays visible
@@ -338,7 +337,7 @@ def recall_curve_section(family: Family, results: dict[str, DesignResult], scale
              "|---|" + "---|" * len(pairs)]
     table += [f"| {design_label(d)} | " + " | ".join(f"{c[n]:.3f}" if n in c else "—" for n in pairs) + " |"
               for _, d, c in curves]
-    table.append("| chance | " + " | ".join(f"{chance[n]:.4f}" for n in pairs) + " |")
+    table.append("| chance | " + " | ".join(f"{task.chance:.4f}" for _ in pairs) + " |")
     return [f"![MQAR accuracy against key–value pairs, family {family.key}]({path.name})", "",
             f"MQAR accuracy by number of key–value pairs (the seed-{CURVE_SEED} run of each design, one fresh "
             "probe per number):", "", *table, ""]
@@ -413,7 +412,8 @@ def _claims(families: dict[str, Family], results: dict[str, DesignResult]) -> li
     decays = [r for r in results.values() if r.design is not None]
     return claims(families, {r.design: r.losses() for r in decays if r.losses()},
                   {r.design: median_decay(r.decay) for r in decays if r.decay}, sweep_pool(results),
-                  {r.design: start for r in decays if (start := starting_decay(r.design, r.initial_decay)) is not None})
+                  {r.design: start for r in decays
+                   if (start := starting_decay(r.design, r.initial_decay)) is not None})
 
 
 def previous_verdicts(preset: str) -> tuple[str, dict[int, str]] | None:

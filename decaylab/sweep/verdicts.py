@@ -20,7 +20,8 @@ estimate of the seed variance and nothing is judged: "no seed variance: not deci
    with the best (lowest mean), Holm over those comparisons; the designs not worse than the best
    form the *working set*, and the range of their median decay (learned, and initial: measured on
    the step-0 model, or p of SD-p where it was not measured) is the finding. Disagree when every
-   design's interval lies below ``NO_REAL_GAIN`` (no parameterization is really worse); agree when some are worse and worse designs lie on
+   design's interval lies below ``NO_REAL_GAIN`` (no parameterization is really worse); agree
+   when some are worse and worse designs lie on
    both sides of the working range (below its lowest and above its highest median decay); else
    not decided (e.g. the range is open on one side, or no median decay was measured).
 2. sharing hurts (family b): shared vs separate per decay, Holm over the pairs; agree when shared
@@ -403,15 +404,15 @@ def claims(families: dict[str, Family], losses: Losses, medians: Medians | None 
     over ``losses``."""
     pool = pool or pooled_variance(losses.values())
     medians = medians or {}
+    if initial_medians is None:
+        initial_medians = {d: start for d in losses if (start := starting_decay(d, [])) is not None}
     out = []
     for number, (family_key, paper) in CLAIM_TEXT.items():
         if family_key not in families:
             out.append(Claim(number, family_key, paper, NOT_DECIDED, "family not in this sweep", ()))
             continue
         ran = {d: losses[d] for d in families[family_key].designs if d is not None and losses.get(d)}
-        initial = {d: start for d in ran if (start := (starting_decay(d, []) if initial_medians is None
-                                                        else initial_medians.get(d))) is not None}
-        evidence = Evidence(ran, pool, medians, initial)
+        evidence = Evidence(ran, pool, medians, {d: initial_medians[d] for d in ran if d in initial_medians})
         verdict, measured, details, comps, decay_range = CLAIM_RULES[number](evidence)
         if pool.df == 0:
             verdict, measured = NOT_DECIDED, f"{NO_VARIANCE} (one seed per design); {measured}"
