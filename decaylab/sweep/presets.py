@@ -27,7 +27,7 @@ A **preset** is a choice of designs (``quick`` or ``full``), a default scale and
     h200    the ``study`` designs at the ``study`` scale, two seeds: 56 runs in ~12 minutes of one H200
             (12 workers sharing it)
     h200-optimal  the ``optimal`` designs (``study`` plus SD-0.5 and SD-0.999) at the ``optimal`` scale, three
-            seeds: the compute-optimal study of issue 16 (not yet run)
+            seeds: the compute-optimal study of issue 16
     paper   every design at 160M parameters on FineWeb-Edu, 10B tokens, as in the paper
 
 Quick scale, and why: the micro model (d 64, 2 layers, 4 heads of 16, FFN 176, ~0.37M
@@ -55,22 +55,20 @@ tokens/s in aggregate and a 34M model (d 512, 8 layers) at 0.64M: in the ~12 GPU
 runs the small model sees 1.3 tokens per parameter, the 34M one 0.13. Designs: the quick designs
 plus GLA with σ(f)^(1/τ), LSSP and TNL-L in (a).
 
-Optimal scale, and why (``--preset h200-optimal``, issue 16; not yet run): the same small model for
+Optimal scale, and why (``--preset h200-optimal``, issue 16): the same small model for
 3,950 steps of 32 × 512 tokens, 64.7M tokens = 20 per non-embedding parameter (3.2M; with the 8k
 vocabulary the embeddings and LM head hold another 4.2M) and 3.8 epochs of the larger corpus, the
-most the issue allows without a larger corpus. Throughput measured on one H200 (2026-12-02,
-benchmarks/RESULTS.md): one run of the small vector-decay model trains at 1.30M tokens/s with
-``compile_mode=reduce-overhead`` and 0.76M with the default compile mode, so a run takes 50–85 s of
-the GPU alone, and the 30 designs × 3 seeds (5.8B tokens) 75–130 GPU minutes one run after another:
-several sittings with ``--time-limit``. A second, larger scale point (the 34M model) is not defined yet: at the measured
-0.64M tokens/s in aggregate it would need 10× the GPU time. The recall probe is the design on the
-``tiny`` model (d 128, 2 layers, heads of 32) trained 3,000 steps at lr 3e-4 on 4 pairs in 64
-tokens, the setting where a softmax Transformer reached 0.99 on the CPU (calibrated on the CPU
-only, see :class:`decaylab.evaluate.recall.RecallProbe`), and on the seed-0 run of each design
-also 2, 8 and 16 pairs: 4 probes per design, 120 in all. Batches of 256 sequences: on the CPU, 3,000
-steps of 32 learned 4 pairs but not 8 or 16, 1,500 steps of 256 learned 8 pairs (1.000) but not 16
-(0.262); a GPU pays little more per step for the larger batch at this size. The first GPU sitting
-checks the whole probe (16 pairs may need more steps) before the study relies on it.
+most the issue allows without a larger corpus. It trains with ``compile_mode=reduce-overhead``
+(CUDA graphs): one run of the small vector-decay model then trains at 2.88M tokens/s on one H200,
+against 0.94M with the default compile mode (2026-12-03, benchmarks/RESULTS.md), so a run takes
+~23 s of the GPU alone and the 30 designs × 3 seeds (5.8B tokens) ~34 GPU minutes one run after
+another: several sittings with ``--time-limit``. A second, larger scale point (the 34M model) is not
+defined yet. The recall probe is the design on the ``tiny`` model (d 128, 2 layers, heads of 32)
+trained 3,000 steps of 256 sequences at lr 3e-4 on 4 pairs in 64 tokens, and on the seed-0 run of
+each design also 2, 8 and 16 pairs: 4 probes per design, 120 in all. Calibrated on one H200
+(2026-12-03, 16 probes sharing the GPU, ~150 s each): the softmax reference reaches 1.000 at 2, 4, 8
+and 16 pairs; SD-0.99 1.000 / 0.979 / 1.000 / 1.000, Mamba2 1.000 at 4 pairs, GLA 0.496 at 2 pairs
+(chance 1/32); on the CPU, 3,000 steps of 32 sequences learned 4 pairs but not 8 or 16.
 
 Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
 LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
@@ -297,8 +295,8 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
           mqar_steps=400, mqar_task={"seq_len": 256, "num_pairs": 32, "vocab_size": 512}, extrapolation_batches=16),
     # ~7M parameters (3.2M without the embeddings and LM head), 64.7M tokens = 20 per non-embedding parameter
     # and 3.8 epochs of the larger corpus: the compute-optimal point of issue 16 (see the module docstring).
-    Scale("optimal", "small", LARGE_8K, _train(512, 32, 3950, 2e-3, eval_every=1000, ckpt_every=500,
-                                              final_eval_batches=100),
+    Scale("optimal", "small", LARGE_8K, {**_train(512, 32, 3950, 2e-3, eval_every=1000, ckpt_every=500,
+                                                 final_eval_batches=100), "compile_mode": "reduce-overhead"},
           mqar_steps=3000, mqar_task={"seq_len": 64, "num_pairs": 4, "vocab_size": 64}, mqar_curve=(2, 8, 16),
           mqar_batch_size=256, mqar_probe={"size": "tiny", "lr": 3e-4}, extrapolation_batches=16,
           cloze_examples=500),
