@@ -178,6 +178,17 @@ def test_report_of_a_seeded_sweep_draws_intervals_and_loss_against_decay(tmp_pat
     assert "then → now" not in report  # not the h200 study
 
 
+def test_compute_optimal_presets_compare_their_verdicts_with_the_2026_11_28_report():
+    from decaylab.sweep.report import previous_verdicts
+
+    repo = Path(__file__).resolve().parents[1]
+    for preset in ("h200", "h200-optimal", "h200-optimal-wide"):
+        path, verdicts = previous_verdicts(preset)
+        assert path == "reports/h200-2026-11-28/report.md" and (repo / path).is_file()
+        assert verdicts == {1: "agree", 2: "agree", 3: "inconclusive", 4: "inconclusive"}
+    assert previous_verdicts("quick") is None
+
+
 def test_report_warns_when_no_design_learned_the_recall_probe():
     from decaylab.sweep.report import _recall_note
 

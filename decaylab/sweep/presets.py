@@ -28,6 +28,8 @@ A **preset** is a choice of designs (``quick`` or ``full``), a default scale and
             (12 workers sharing it)
     h200-optimal  the ``optimal`` designs (``study`` plus SD-0.5 and SD-0.999) at the ``optimal`` scale, three
             seeds: the compute-optimal study of issue 16
+    h200-optimal-wide  the ``optimal`` designs at the ``optimal-wide`` scale (d 384, 6 layers), three seeds: its
+            second, larger scale point
     paper   every design at 160M parameters on FineWeb-Edu, 10B tokens, as in the paper
 
 Quick scale, and why: the micro model (d 64, 2 layers, 4 heads of 16, FFN 176, ~0.37M
@@ -69,6 +71,16 @@ each design also 2, 8 and 16 pairs: 4 probes per design, 120 in all. Calibrated 
 (2026-12-03, 16 probes sharing the GPU, ~150 s each): the softmax reference reaches 1.000 at 2, 4, 8
 and 16 pairs; SD-0.99 1.000 / 0.979 / 1.000 / 1.000, Mamba2 1.000 at 4 pairs, GLA 0.496 at 2 pairs
 (chance 1/32); on the CPU, 3,000 steps of 32 sequences learned 4 pairs but not 8 or 16.
+
+Second scale point, and why (``--preset h200-optimal-wide``, issue 16; not yet run): a wider and
+deeper model (d 384, 6 layers of 6 heads of 64, FFN 1024: 10.8M non-embedding parameters, 3.3× the
+small model's) for 4,150 steps of 32 × 512 tokens = 68M tokens, 4.0 epochs of the larger corpus. The
+corpus, not the GPU, sets it: at 20 tokens per parameter this model would need 216M tokens (13
+epochs); 4 epochs give 6.3 per non-embedding parameter, and a still larger model (d 512, 8 layers,
+25.6M) only 2.7. Its cost per token is ~2.3× the small model's (6 × 17M against 6 × 7.4M FLOPs), so
+~1.25M tokens/s and ~55 s per run are expected (not measured yet), ~80 GPU minutes for the 90 runs;
+lr 1.5e-3 (not tuned: 2e-3 at d 256, lowered for width).
+The recall probe is off: it trains its own ``tiny`` model, so it would repeat the first scale's.
 
 Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
 LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
@@ -300,6 +312,12 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
           mqar_steps=3000, mqar_task={"seq_len": 64, "num_pairs": 4, "vocab_size": 64}, mqar_curve=(2, 8, 16),
           mqar_batch_size=256, mqar_probe={"size": "tiny", "lr": 3e-4}, extrapolation_batches=16,
           cloze_examples=500),
+    # ~17M parameters (10.8M without the embeddings and LM head), 68M tokens = 4 epochs of the larger corpus
+    # (6.3 per non-embedding parameter): the second, larger scale point of issue 16 (see the module docstring).
+    Scale("optimal-wide", "small", LARGE_8K, {**_train(512, 32, 4150, 1.5e-3, eval_every=1000, ckpt_every=500,
+                                                      final_eval_batches=100), "compile_mode": "reduce-overhead"},
+          model_overrides={"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1024},
+          extrapolation_batches=16, cloze_examples=500),
     # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.
     *(Scale(size, size, FINEWEB_EDU,
             _train(2048, 16, 20_000, lr, grad_accum=16, eval_every=1000, ckpt_every=500, final_eval_batches=200,
@@ -335,6 +353,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("h200-optimal", "the h200 designs plus SD-0.5 and SD-0.999, ~7M parameters at 20 tokens per "
            "non-embedding parameter, three seeds (several H200 sittings with --time-limit)", "optimal", "optimal",
            (0, 1, 2)),
+    Preset("h200-optimal-wide", "the h200-optimal designs on a ~17M-parameter model (d 384, 6 layers), 4 epochs of "
+           "the larger corpus, three seeds, no recall probe (it is the same at both scales)", "optimal",
+           "optimal-wide", (0, 1, 2)),
     Preset("paper", "every design at 160M parameters, FineWeb-Edu, 10B tokens (as the paper)", "full", "160m", (0,)),
 )}
 
