@@ -3,7 +3,7 @@
 Every row trains with the step of ``decaylab train`` (``optimizer_step``: batches drawn on the CPU and
 copied through pinned memory, no host read of the loss): bf16 autocast, the blockwise loss head
 (``shift_labels``, no full float32 logits), gradient clipping, AdamW (``make_optimizer``: fused on CUDA), optionally
-``torch.compile`` (:func:`decaylab.train.loop.compile_model`). A row builds its model, runs
+``torch.compile`` (:func:`decaylab.train.build.compile_model`). A row builds its model, runs
 ``--warmup`` steps (the first one compiles; its time is the "first step" column), then times
 ``--repeats`` windows of ``--steps`` steps each (CUDA-synchronized); tokens/s is reported as
 min / median / max over the windows. Rows that fail are reported, not hidden.
@@ -29,7 +29,7 @@ import torch
 
 from decaylab.model import build_model, make_config
 from decaylab.train.config import TrainConfig
-from decaylab.train.loop import compile_model
+from decaylab.train.build import compile_model
 from decaylab.train.step import optimizer_step, single_process
 from decaylab.train.optim import make_optimizer
 

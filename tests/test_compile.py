@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from decaylab.model import build_model, make_config
-from decaylab.train.loop import compile_model
+from decaylab.train.build import compile_model
 from decaylab.train.step import mean_loss
 from tests.conftest import rel_err
 

@@ -211,6 +211,25 @@ def test_tiny_model_trained_on_easy_mqar_beats_chance():
     assert result["accuracy"] > 3 * result["chance"], result
 
 
+def test_recall_probe_compiles_only_where_asked_and_on_cuda(monkeypatch):
+    """compile_mode maps to the training config's compile=auto (CUDA only) with that mode; the probe
+    hands its model to the run's compile step, which leaves it eager on the CPU."""
+    import decaylab.evaluate.recall as recall
+
+    eager, compiled = RecallProbe().train_config(0), RecallProbe(compile_mode="reduce-overhead").train_config(0)
+    assert (eager.compile, compiled.compile, compiled.compile_mode) == ("false", "auto", "reduce-overhead")
+    seen = []
+    real = recall.compile_model
+    monkeypatch.setattr(recall, "compile_model", lambda model, *args: seen.append(args) or real(model, *args))
+    compile_calls = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: compile_calls.append(kw))
+    probe = RecallProbe(seq_len=16, num_pairs=2, vocab_size=16, steps=2, batch_size=4, compile_mode="reduce-overhead")
+    train_and_eval_mqar(make_config("micro", decay="gla"), probe, progress=False)
+    assert seen == [("auto", "reduce-overhead", torch.device("cpu"))] and compile_calls == []
+    assert real(nn.Linear(2, 2), "auto", "reduce-overhead", torch.device("cuda")) and compile_calls == [
+        {"mode": "reduce-overhead", "dynamic": False}]
+
+
 def test_recall_probe_counts_the_steps_it_skipped_for_a_non_finite_loss(monkeypatch):
     import decaylab.model
 

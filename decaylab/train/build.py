@@ -1,4 +1,5 @@
-"""What a run trains: the model and the data named by ``TrainConfig.model`` and ``TrainConfig.data``."""
+"""What a run trains: the model and the data named by ``TrainConfig.model`` and ``TrainConfig.data``,
+and how the model is compiled."""
 
 from __future__ import annotations
 
@@ -51,3 +52,15 @@ def initial_model(spec: dict, vocab_size: int, seed: int) -> nn.Module:
     generator seeded with ``seed``, then :func:`make_model`."""
     seed_everything(seed)
     return make_model(spec, vocab_size)
+
+
+def compile_model(model: nn.Module, setting: str, mode: str, device: torch.device) -> bool:
+    """``torch.compile`` ``model`` in place (its state-dict keys stay the same) when ``setting`` is
+    "true", or "auto" on CUDA; return whether it was compiled. The decay operator is a custom
+    operator (:mod:`decaylab.ops.triton.function`), so the whole model traces as one graph.
+    Shapes are static (a run has one training and one validation shape): PyTorch's symbolic
+    strides for padded chunk tensors differ from the real ones in the backward."""
+    if setting == "false" or (setting == "auto" and device.type != "cuda"):
+        return False
+    model.compile(mode=mode, dynamic=False)
+    return True

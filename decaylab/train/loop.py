@@ -106,7 +106,7 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
     model_config = model.config
     n_params = sum(p.numel() for p in model.parameters())
     model = wrap_model(model.to(rt.device), cfg.parallel, rt)
-    compiled = compile_model(model, cfg.compile, cfg.compile_mode, rt.device)
+    compiled = build.compile_model(model, cfg.compile, cfg.compile_mode, rt.device)
     optimizer = make_optimizer(model, cfg)
     global_batch = cfg.micro_batch_size * cfg.grad_accum * rt.world_size
     tokens_per_step = global_batch * cfg.seq_len
@@ -247,18 +247,6 @@ def _check_split_lengths(splits: tuple[Any, ...], seq_len: int) -> None:
         if data.num_windows(seq_len) < 1:
             raise ConfigError(f"the {data.split} split of {data.directory} has {data.num_tokens} tokens, fewer than "
                               f"seq_len + 1 = {seq_len + 1}; lower seq_len or prepare more data")
-
-
-def compile_model(model: nn.Module, setting: str, mode: str, device: torch.device) -> bool:
-    """``torch.compile`` ``model`` in place (its state-dict keys stay the same) when ``setting`` is
-    "true", or "auto" on CUDA; return whether it was compiled. The decay operator is a custom
-    operator (:mod:`decaylab.ops.triton.function`), so the whole model traces as one graph.
-    Shapes are static (a run has one training and one validation shape): PyTorch's symbolic
-    strides for padded chunk tensors differ from the real ones in the backward."""
-    if setting == "false" or (setting == "auto" and device.type != "cuda"):
-        return False
-    model.compile(mode=mode, dynamic=False)
-    return True
 
 
 def _read_back(pending: list[tuple[int, torch.Tensor, torch.Tensor]], run_dir: Path) -> tuple[float, float]:
