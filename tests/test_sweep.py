@@ -263,7 +263,8 @@ def test_a_carried_dataset_is_used_where_its_corpus_is_missing(tmp_path):
     from decaylab.data.corpus import write_corpus
 
     rng = random.Random(0)
-    docs = [{"id": str(i), "source": "test", "text": " ".join(rng.choice(WORDS) for _ in range(200))} for i in range(60)]
+    docs = [{"id": str(i), "source": "test", "text": " ".join(rng.choice(WORDS) for _ in range(200))}
+            for i in range(60)]
     corpus = tmp_path / "corpus"
     write_corpus(docs, corpus, [{"name": "test"}])
     spec = {"source": str(corpus), "dir": str(tmp_path / "ds"), "vocab_size": 320, "seed": 0}

@@ -93,7 +93,6 @@ def recall_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, i
 
 
 @torch.no_grad()
-@torch.no_grad()
 def evaluate_mqar(model: nn.Module, task: MQARTask, num_examples: int = 256, batch_size: int = 32,
                   seed: int = 1234, progress: bool = False) -> dict:
     """Query accuracy of a trained ``model`` on fresh MQAR sequences (token ids < task.vocab_size,

@@ -67,12 +67,11 @@ against 0.94M with the default compile mode (2026-12-03, benchmarks/RESULTS.md),
 another: several sittings with ``--time-limit``. Run it with one worker on one GPU (the default):
 with 4 workers sharing an H200 each run trained at 0.28–0.32M tokens/s, ~1.2M in aggregate
 (2026-12-03, first sitting, stopped before any run ended), less than half of one run alone, since
-processes sharing a GPU take turns rather than overlap. A second, larger scale point (the 34M model) is not
-defined yet. The recall probe is the design on the ``tiny`` model (d 128, 2 layers, heads of 32)
-trained 3,000 steps of 256 sequences at lr 3e-4 on 4 pairs in 64 tokens, and on the seed-0 run of
-each design also 2, 8 and 16 pairs: 4 probes per design, 120 in all, each compiled with CUDA graphs
-(eager, 16 probes sharing the GPU took ~150 s each). Calibrated on one H200
-(2026-12-03, 16 probes sharing the GPU, ~150 s each): the softmax reference reaches 1.000 at 2, 4, 8
+processes sharing a GPU take turns rather than overlap. The recall probe is the design on the
+``tiny`` model (d 128, 2 layers, heads of 32) trained 3,000 steps of 256 sequences at lr 3e-4 on 4
+pairs in 64 tokens, and on the seed-0 run of each design also 2, 8 and 16 pairs: 4 probes per
+design, 120 in all, each compiled with CUDA graphs. Calibrated on one H200 (2026-12-03, eager, 16
+probes sharing the GPU, ~150 s each): the softmax reference reaches 1.000 at 2, 4, 8
 and 16 pairs; SD-0.99 1.000 / 0.979 / 1.000 / 1.000, Mamba2 1.000 at 4 pairs, GLA 0.496 at 2 pairs
 (chance 1/32); on the CPU, 3,000 steps of 32 sequences learned 4 pairs but not 8 or 16.
 
@@ -83,8 +82,8 @@ corpus, not the GPU, sets it: at 20 tokens per parameter this model would need 2
 epochs); 4 epochs give 6.3 per non-embedding parameter, and a still larger model (d 512, 8 layers,
 25.6M) only 2.7. Its cost per token is ~2.3× the small model's (6 × 17M against 6 × 7.4M FLOPs), so
 ~1.25M tokens/s and ~55 s per run are expected (not measured yet), ~80 GPU minutes for the 90 runs;
-lr 1.5e-3 (not tuned: 2e-3 at d 256, lowered for width).
-The recall probe is off: it trains its own ``tiny`` model, so it would repeat the first scale's.
+lr 1.5e-3 (not tuned: 2e-3 at d 256, lowered for width). The recall probe is off: it trains its own
+``tiny`` model, so it would repeat the first scale's.
 
 Quick designs (26 runs after de-duplication): (a) Mamba2 and its three ablations, GLA, HGRN2,
 LightNet, TNL and SD-p for all four p, plus softmax; (b) shared vs separate for Mamba2, GLA and
@@ -314,8 +313,8 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("optimal", "small", LARGE_8K, {**_train(512, 32, 3950, 2e-3, eval_every=1000, ckpt_every=500,
                                                  final_eval_batches=100), "compile_mode": "reduce-overhead"},
           mqar_steps=3000, mqar_task={"seq_len": 64, "num_pairs": 4, "vocab_size": 64}, mqar_curve=(2, 8, 16),
-          mqar_batch_size=256, mqar_probe={"size": "tiny", "lr": 3e-4, "compile_mode": "reduce-overhead"}, extrapolation_batches=16,
-          cloze_examples=500),
+          mqar_batch_size=256, mqar_probe={"size": "tiny", "lr": 3e-4, "compile_mode": "reduce-overhead"},
+          extrapolation_batches=16, cloze_examples=500),
     # ~17M parameters (10.8M without the embeddings and LM head), 68M tokens = 4 epochs of the larger corpus
     # (6.3 per non-embedding parameter): the second, larger scale point of issue 16 (see the module docstring).
     Scale("optimal-wide", "small", LARGE_8K, {**_train(512, 32, 4150, 1.5e-3, eval_every=1000, ckpt_every=500,
