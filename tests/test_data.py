@@ -44,6 +44,30 @@ def dataset(small_jsonl, tmp_path_factory):
     return prepare_dataset(small_jsonl, tmp_path_factory.mktemp("ds") / "small", vocab_size=VOCAB, val_fraction=0.1, progress=False)
 
 
+def test_a_carried_dataset_is_used_where_its_corpus_is_missing(corpus, tmp_path, caplog):
+    """A prepared dataset on a machine without its source corpus (a sweep carried to an offline GPU):
+    prepare_dataset and the training run's open_datasets use it (files verified, a warning) when its
+    settings but the source's are the call's; otherwise, or when a file is corrupt, they raise."""
+    from decaylab.data.corpus import write_corpus
+    from decaylab.train.build import open_datasets
+
+    source = tmp_path / "corpus"
+    write_corpus([d for d in corpus if d["source"] == "moby-dick"][:30], source, [{"name": "moby-dick"}])
+    out = prepare_dataset(source, tmp_path / "ds", vocab_size=VOCAB, progress=False)
+    shutil.rmtree(source)
+    with caplog.at_level("WARNING", logger="decaylab.data.prepare"):
+        assert prepare_dataset(source, out, vocab_size=VOCAB, progress=False) == out
+    assert "cannot be checked" in caplog.text and str(out) in caplog.text
+    train, val = open_datasets({"source": str(source), "dir": str(out), "vocab_size": VOCAB, "seed": 0}, False)
+    assert (train.directory, val.directory, val.split) == (out, out, "val")
+    with pytest.raises(FileNotFoundError):
+        prepare_dataset(source, out, vocab_size=2 * VOCAB, progress=False)
+    with open(out / "val.bin", "r+b") as f:
+        f.write(b"\xff\xff")
+    with pytest.raises(ValueError):
+        prepare_dataset(source, out, vocab_size=VOCAB, progress=False)
+
+
 def split_documents(ds: TokenDataset) -> list[str]:
     """Decode a split back into its documents (every document is preceded by EOT)."""
     tokens = np.asarray(ds.tokens)

@@ -257,32 +257,6 @@ def dataset_dir(tmp_path_factory) -> Path:
     return prepare_dataset(_write_corpus(root / "corpus.jsonl"), root / "ds", vocab_size=320, progress=False)
 
 
-def test_a_carried_dataset_is_used_where_its_corpus_is_missing(tmp_path):
-    """A sweep's prepared dataset on a machine without its source corpus: used (files verified, a note
-    logged) when its vocabulary and seed are the spec's; otherwise the missing corpus is the error."""
-    from decaylab.data.corpus import write_corpus
-
-    rng = random.Random(0)
-    docs = [{"id": str(i), "source": "test", "text": " ".join(rng.choice(WORDS) for _ in range(200))}
-            for i in range(60)]
-    corpus = tmp_path / "corpus"
-    write_corpus(docs, corpus, [{"name": "test"}])
-    spec = {"source": str(corpus), "dir": str(tmp_path / "ds"), "vocab_size": 320, "seed": 0}
-    first = prepare_data(spec, progress=False)
-    for f in corpus.iterdir():
-        f.unlink()
-    corpus.rmdir()
-    notes = []
-    assert prepare_data(spec, progress=False, log=notes.append) == first
-    assert len(notes) == 1 and "cannot be checked" in notes[0] and str(tmp_path / "ds") in notes[0]
-    with pytest.raises(FileNotFoundError):
-        prepare_data({**spec, "vocab_size": 512}, progress=False, log=notes.append)
-    with open(tmp_path / "ds" / "val.bin", "r+b") as f:  # a corrupt carried dataset is not used
-        f.write(b"\xff\xff")
-    with pytest.raises(ValueError):
-        prepare_data(spec, progress=False, log=notes.append)
-
-
 CTRL_C_SCRIPT = """
 import json, sys
 from pathlib import Path

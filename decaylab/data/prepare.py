@@ -82,7 +82,10 @@ def prepare_dataset(
             other settings (otherwise that is an error).
 
     Idempotent: when ``out_dir`` already holds a valid dataset prepared with the
-    same settings (source fingerprint included) it is returned untouched. The
+    same settings (source fingerprint included) it is returned untouched. Where the
+    source is missing (a prepared dataset carried to a machine without its corpus),
+    a dataset in ``out_dir`` with the same settings but the source's fingerprint is
+    returned after its files are verified, with a warning. The
     dataset is written to a temporary sibling directory and renamed into place,
     so a crash never leaves a half-written dataset; concurrent callers
     (e.g. every rank of a distributed job) serialize on a lock file.
@@ -94,11 +97,9 @@ def prepare_dataset(
     for name, value in (("max_docs", max_docs), ("max_tokens", max_tokens)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be ≥ 1 or None, got {value}")
-    src = open_source(source, text_field=text_field)
     tok = None if tokenizer is None else load_tokenizer(tokenizer)
     settings = {
         "format_version": FORMAT_VERSION,
-        "source": src.fingerprint,
         "tokenizer": {"train_bpe_vocab_size": vocab_size} if tok is None else {"sha256": _tokenizer_sha(tok)},
         "val_fraction": val_fraction,
         "seed": seed,
@@ -106,6 +107,16 @@ def prepare_dataset(
         "max_docs": max_docs,
         "max_tokens": max_tokens,
     }
+    try:
+        src = open_source(source, text_field=text_field)
+    except FileNotFoundError as missing:
+        if out_dir is None or not _prepared_with(Path(out_dir), settings):
+            raise
+        validate_dataset(out_dir)
+        log.warning("%s; using the dataset prepared in %s with the same settings (files verified; whether it was "
+                    "prepared from that source cannot be checked here)", missing, out_dir)
+        return Path(out_dir)
+    settings["source"] = src.fingerprint
     if out_dir is None:
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         out_dir = DEFAULT_ROOT / f"{Path(str(source)).name.replace(':', '_') or 'data'}-{digest}"
@@ -131,6 +142,16 @@ def prepare_dataset(
 
 def _tokenizer_sha(tok) -> str:
     return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()
+
+
+def _prepared_with(out_dir: Path, settings: dict) -> bool:
+    """Whether ``out_dir`` holds a dataset manifest whose settings, but the source's fingerprint, are ``settings``."""
+    try:
+        existing = dict(read_manifest(out_dir).get("settings", {}))
+    except (FileNotFoundError, ValueError):
+        return False
+    existing.pop("source", None)
+    return existing == settings
 
 
 def _reusable(out_dir: Path, settings: dict, overwrite: bool) -> bool:

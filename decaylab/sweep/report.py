@@ -51,9 +51,8 @@ from decaylab.sweep.verdicts import (
 # The verdicts of earlier reports, as written there (their rule: a difference beyond 2·SE of two
 # seeds), shown as "then → now" when a sweep of the same preset, or of its successors at the
 # compute-optimal scales (issue 16), is reported.
-_H200_2026_11_28 = ("reports/h200-2026-11-28/report.md",
-                    {1: "agree", 2: "agree", 3: "inconclusive", 4: "inconclusive"})
-PREVIOUS_VERDICTS = {"h200": _H200_2026_11_28, "h200-optimal": _H200_2026_11_28, "h200-optimal-wide": _H200_2026_11_28}
+PREVIOUS_VERDICTS = dict.fromkeys(("h200", "h200-optimal", "h200-optimal-wide"), (
+    "reports/h200-2026-11-28/report.md", {1: "agree", 2: "agree", 3: "inconclusive", 4: "inconclusive"}))
 
 # (column header, key of the per-run metrics, decimals)
 COLUMNS = (

@@ -67,41 +67,17 @@ def environment() -> dict:
             "hardware": f"{len(gpus)} × {gpus[0]}" if gpus else f"CPU, {len(os.sched_getaffinity(0))} cores"}
 
 
-def prepare_data(data: dict, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def prepare_data(data: dict, progress: bool = True) -> dict:
     """Prepare (or find, cached) the sweep's dataset; return the data spec with an absolute ``dir``
-    and the dataset's unigram perplexity.
-
-    Where the source is missing (a sweep and its prepared dataset carried to a machine without the
-    corpus) a dataset already prepared in ``dir`` with the spec's vocabulary size and seed is used
-    after its files are verified, with a note that its source could not be checked."""
+    and the dataset's unigram perplexity."""
     from decaylab.data import TokenDataset, prepare_dataset
-    from decaylab.data.manifest import validate_dataset
 
     spec = {**data, "dir": str(Path(data["dir"]).resolve())}
     path = Path(spec["dir"])
     if spec.get("source") is not None:
-        try:
-            path = prepare_dataset(spec["source"], path, vocab_size=spec["vocab_size"], seed=spec["seed"],
-                                   progress=progress)
-        except FileNotFoundError as missing:
-            settings = _prepared_settings(path)
-            if settings is None or settings.get("tokenizer") != {"train_bpe_vocab_size": spec["vocab_size"]} \
-                    or settings.get("seed") != spec["seed"]:
-                raise
-            validate_dataset(path)
-            log(f"note: {missing}; using the dataset prepared in {path} (files verified; whether it was "
-                "prepared from that source cannot be checked here)")
+        path = prepare_dataset(spec["source"], path, vocab_size=spec["vocab_size"], seed=spec["seed"],
+                               progress=progress)
     return {**spec, "dir": str(path), "unigram_ppl": TokenDataset.open(path, "val").unigram_perplexity()}
-
-
-def _prepared_settings(path: Path) -> dict | None:
-    """The preparation settings of the dataset in ``path``, or None where it holds none decaylab can read."""
-    from decaylab.data.manifest import read_manifest
-
-    try:
-        return read_manifest(path).get("settings")
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- execution
