@@ -126,6 +126,27 @@ def test_mqar_answers_are_the_values_paired_earlier():
         generate_mqar(MQARTask(64, 40, 64), 1)
 
 
+def test_mqar_draws_keys_slots_and_query_order_uniformly():
+    """Each key id, each query slot and each rank of the first pair's query among the queries is
+    equally likely: counts over 4,000 sequences within 5 standard deviations of uniform."""
+    task = MQARTask(seq_len=40, num_pairs=4, vocab_size=30)
+    inputs, targets = generate_mqar(task, 4000, seed=11)
+    n, slots = task.num_pairs, (40 - 2 * task.num_pairs) // 2
+
+    def assert_uniform(counts: torch.Tensor, draws: int) -> None:
+        p = 1 / len(counts)
+        assert counts.sum() == draws
+        assert (counts - draws * p).abs().max() <= 5 * (draws * p * (1 - p)) ** 0.5, counts
+
+    keys = inputs[:, 0:2 * n:2]
+    assert_uniform(torch.bincount(keys.flatten() - 1, minlength=task.num_keys), 4000 * n)
+    query = targets[:, 2 * n:] != IGNORE
+    assert_uniform(query.reshape(4000, slots, 2)[..., 0].sum(0), 4000 * n)
+    asked_first = (inputs[:, 2 * n:] == keys[:, :1]) & query  # where the first pair's key is asked
+    rank = (query.cumsum(1) * asked_first).sum(1) - 1
+    assert_uniform(torch.bincount(rank, minlength=n), 4000)
+
+
 class LookupOracle(nn.Module):
     """Predicts, at each position, the token that followed the previous occurrence of the current one."""
 

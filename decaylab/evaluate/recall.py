@@ -67,21 +67,29 @@ class MQARTask:
 
 
 def generate_mqar(task: MQARTask, num_examples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs, targets)`` int64 ``[num_examples, T]`` for ``task``, a pure function of ``seed``."""
+    """``(inputs, targets)`` int64 ``[num_examples, T]`` for ``task``, a pure function of ``seed``.
+
+    All rows at once: a draw of N distinct items out of M is the first N columns of the argsort of
+    uniform noise [B, M] (the keys out of V_k, the query slots out of the (T − 2N) / 2 free ones, the
+    order of the queries out of N), so a training batch costs well under a millisecond of the CPU
+    (a row at a time it cost ~12 ms for 256 rows, as much as the GPU's step)."""
     task.validate()
     rng = np.random.default_rng(seed)
-    T, N = task.seq_len, task.num_pairs
-    inputs = np.full((num_examples, T), FILLER, dtype=np.int64)
-    targets = np.full((num_examples, T), IGNORE, dtype=np.int64)
-    free_slots = (T - 2 * N) // 2  # query region cut into 2-token slots
-    for i in range(num_examples):
-        keys = 1 + rng.choice(task.num_keys, size=N, replace=False)
-        values = 1 + task.num_keys + rng.integers(0, task.num_values, size=N)
-        inputs[i, 0:2 * N:2], inputs[i, 1:2 * N:2] = keys, values
-        order = rng.permutation(N)
-        starts = 2 * N + 2 * np.sort(rng.choice(free_slots, size=N, replace=False))
-        inputs[i, starts] = keys[order]
-        targets[i, starts] = values[order]
+    B, T, N = num_examples, task.seq_len, task.num_pairs
+    rows = np.arange(B)[:, None]
+
+    def distinct(m: int) -> np.ndarray:  # [B, N] distinct draws from range(m), in random order
+        return rng.random((B, m)).argsort(axis=1)[:, :N]
+
+    keys = 1 + distinct(task.num_keys)
+    values = 1 + task.num_keys + rng.integers(0, task.num_values, size=(B, N))
+    order = rng.random((B, N)).argsort(axis=1)
+    starts = 2 * N + 2 * np.sort(distinct((T - 2 * N) // 2), axis=1)  # query region cut into 2-token slots
+    inputs = np.full((B, T), FILLER, dtype=np.int64)
+    targets = np.full((B, T), IGNORE, dtype=np.int64)
+    inputs[:, 0:2 * N:2], inputs[:, 1:2 * N:2] = keys, values
+    inputs[rows, starts] = keys[rows, order]
+    targets[rows, starts] = values[rows, order]
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
