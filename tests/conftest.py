@@ -12,8 +12,8 @@ def _deterministic_threads():
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ in float64."""
-    a, b = a.double(), b.double()
+    """‖a − b‖ / ‖b‖ in float64, on the CPU (so a CUDA result can be compared with a CPU reference)."""
+    a, b = a.detach().cpu().double(), b.detach().cpu().double()
     return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
 
 

@@ -135,6 +135,8 @@ def test_bad_inputs_raise_value_errors_that_say_what_was_expected():
         (dict(backend="cuda"), "unknown backend"),
         (dict(q=q.long()), "q must be a floating tensor"),
         (dict(cu_seqlens=torch.tensor([0, 3, 8])), "batch must be packed into B = 1"),
+        (dict(initial_state=h0.to("meta")), "initial_state must be on q's device cpu, got meta"),
+        (dict(cu_seqlens=torch.tensor([0, 8], device="meta")), "cu_seqlens must be on q's device cpu, got meta"),
     ]
     for change, message in cases:
         args = dict(q=q, k=k, v=v, log_decay=g, initial_state=None, backend="chunk")

@@ -87,6 +87,30 @@ def test_kernels_match_recurrence(scalar, low):
 
 
 @in_process
+@pytest.mark.parametrize("diagonal", ["factorized", "columns"])
+def test_vector_decay_blocked_path_for_chunks_that_forget_fast(diagonal):
+    """Chunks of 64 whose decay over the chunk is below 2^-192 in every channel, so the fast path
+    cannot take them: log decays in [−2.6, −2.2] (3.2–3.8 in log2 per token: at least 200 over a
+    chunk, at most 57 over a block of 16) take the blocked path with factorized diagonal blocks; one
+    token per chunk that forgets almost everything (log decay −140, clamped to −110: 159 in log2,
+    over 192 with its block) makes the diagonal blocks go column by column. Forward and every
+    gradient against the float64 recurrence, T = 150 (the last chunk partial)."""
+    B, T, H, K, V = 1, 150, 2, 32, 32
+    q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, False, -0.4)
+    g = g - 2.2
+    if diagonal == "columns":
+        g[:, 5::64] = -140.0
+    fwd = ForwardConfig(chunk=64, block=16, num_warps=4)
+    bwd = BackwardConfig(chunk=64, state=Tiles(16, 16), dv=Tiles(16, 16), dqk=Tiles(16, 16))
+    o, ht, _ = chunk_forward(q, k, v, g, 0.7, h0, True, None, fwd)
+    grads = chunk_backward(q, k, v, g, do, 0.7, h0, dht, True, None, bwd)
+    ro, rht, rgrads = reference(q, k, v, g, 0.7, h0, do, dht)
+    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
+    for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
+        assert rel(x, r) < 1e-4, (name, rel(x, r))
+
+
+@in_process
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
 @pytest.mark.parametrize("cfg", [BackwardConfig(16, state=Tiles(16, 16), dv=Tiles(16, 32), dqk=Tiles(32, 16)),
                                  BackwardConfig(16, state=Tiles(32, 16), dv=Tiles(32, 16), dqk=Tiles(16, 32))],
@@ -212,7 +236,7 @@ def test_custom_operators_pass_opcheck(scalar):
 
     q, k, v, g, h0, do, dht = make_inputs(1, 20, 2, 16, 16, scalar, -0.5)
     q, k, v = (x.requires_grad_() for x in (q, k, v))
-    packed = torch.tensor([0, 7, 20], dtype=torch.int32)
+    packed = torch.tensor([0, 7, 20], dtype=torch.int32, device=DEVICE)
     for store, cu, initial in ((False, None, h0), (True, None, h0), (True, packed, h0.expand(2, -1, -1, -1))):
         torch.library.opcheck(function._forward_op, (q, k, v, g, 0.5, initial.contiguous(), True, cu, store),
                               test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))

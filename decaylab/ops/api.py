@@ -44,6 +44,9 @@ def validate_inputs(q, k, v, log_decay, initial_state, cu_seqlens, check_values:
     devices = {x.device for x in (q, k, v, log_decay)}
     if len(devices) != 1:
         _fail(f"q, k, v, log_decay must be on one device, got {sorted(map(str, devices))}")
+    for name, x in (("initial_state", initial_state), ("cu_seqlens", cu_seqlens)):
+        if x is not None and x.device != q.device:
+            _fail(f"{name} must be on q's device {q.device}, got {x.device} (move it with .to(q.device))")
     if check_values:
         check_log_decay_values(log_decay)
     N = B

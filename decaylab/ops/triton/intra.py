@@ -13,12 +13,23 @@ The intra-chunk scores are
 
     A_ij = Σ_k q_ik k_jk 2^(b_ik − b_jk)   for i ≥ j, else 0.
 
-Scalar decay: A = (q kᵀ) ⊙ 2^(b_i − b_j), exact. Vector decay, fast path (every channel decays by
-at most ``SPAN_LIMIT`` in log2 over the chunk): with the midpoint m = bl / 2 per channel,
-A = (q ⊙ 2^(b − m)) (k ⊙ 2^(m − b))ᵀ, one matrix product whose factors stay within
-2^(±SPAN_LIMIT/2). Slow path (a faster decay somewhere in the chunk): each column j of A is
-formed elementwise from 2^(b_i − b_j) with non-positive exponents — O(C²·BK) work, only on
-chunks that need it, and safe for any log decay down to −inf.
+Scalar decay: A = (q kᵀ) ⊙ 2^(b_i − b_j), exact. Vector decay, two paths, chosen per chunk:
+
+  fast       every channel decays by at most ``SPAN_LIMIT`` in log2 over the chunk: with the
+             midpoint m = bl / 2 per channel, A = (q ⊙ 2^(b − m)) (k ⊙ 2^(m − b))ᵀ, one matrix
+             product whose factors stay within 2^(±SPAN_LIMIT/2).
+  blocked    the chunk spans more: the block of rows I below the columns of block J (blocks of
+             ``SUB`` rows) is anchored at r = b at J's last row, (q_I ⊙ 2^(b_I − r)) (k_J ⊙ 2^(r − b_J))ᵀ,
+             both factors ≤ 1 for any decay: C / SUB − 1 matrix products. The blocks on the
+             diagonal are the fast path with each block's own midpoint if every block spans at
+             most ``SPAN_LIMIT``; otherwise (a token that forgets almost everything) their columns
+             are formed elementwise from 2^(b_i − b_j) with non-positive exponents, all blocks at
+             once — SUB steps of C·BK work, safe for any log decay down to −inf.
+
+Trained models need the blocked path: on the H200 (2026-12-03) a Mamba2 model of the study's
+``small`` size had, after 700 steps, chunks spanning more than 2^-192 in most programs, and the
+earlier fallback (whole chunks formed column by column) made the operator's kernels 10–14× slower
+than at initialization.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ LOG2E = tl.constexpr(1.4426950408889634)
 # Largest per-channel decay over one chunk, in log2 units, that the factorized fast path accepts:
 # its factors then lie in [2^-96, 2^96], far inside float32 range even after scaling q and k.
 SPAN_LIMIT = tl.constexpr(192.0)
+# Rows per block of the blocked path (a tensor-core tile edge); chunks are multiples of it.
+SUB = tl.constexpr(16)
 # Log decay below which exp(g) is 0 in float32 (exp(-104) < 2^-149, the smallest subnormal).
 LOG_DECAY_FLOOR = tl.constexpr(-110.0)
 # Triton's CPU interpreter multiplies bf16 tiles as raw integers; there, products run in float32.
@@ -120,12 +133,6 @@ def cumulative_decay(g, C: tl.constexpr, SCALAR: tl.constexpr):
 
 
 @triton.jit
-def _column(x, j, C: tl.constexpr):
-    """Column j of a [C, C] tile, as a [C] vector."""
-    return tl.sum(tl.where(tl.arange(0, C)[None, :] == j, x, 0.0), axis=1)
-
-
-@triton.jit
 def _row(x, j, C: tl.constexpr):
     """Row j of a [C, N] tile, as an [N] vector."""
     return tl.sum(tl.where(tl.arange(0, C)[:, None] == j, x, 0.0), axis=0)
@@ -172,21 +179,105 @@ def intra_chunk(q, k, b, bl, dA, C: tl.constexpr, SCALAR: tl.constexpr, PREC: tl
             if WANT_DK:
                 dk = mma(tl.trans(dA), q_hat, PREC) * F
         else:
-            qf = q.to(tl.float32)
-            kf = k.to(tl.float32)
-            for j in range(C):
-                k_j = _row(kf, j, C)
-                w = tl.exp2(tl.where(rows[:, None] >= j, b - _row(b, j, C)[None, :], float("-inf")))
-                if WANT_A:
-                    col = tl.sum(qf * w * k_j[None, :], axis=1)
-                    A = tl.where(rows[None, :] == j, col[:, None], A)
-                if WANT_DQ or WANT_DK:
-                    dA_j = _column(dA, j, C)
-                    if WANT_DQ:
-                        dq += dA_j[:, None] * w * k_j[None, :]
-                    if WANT_DK:
-                        dk_j = tl.sum(dA_j[:, None] * qf * w, axis=0)
-                        dk = tl.where(rows[:, None] == j, dk_j[None, :], dk)
+            A, dq, dk = blocked(q, k, b, dA, C, PREC, WANT_A, WANT_DQ, WANT_DK)
+    return A, dq, dk
+
+
+@triton.jit
+def _block_midpoints(b, C: tl.constexpr):
+    """(m, span) [C, BK]: for each row, the midpoint and the width of b over its block of SUB rows."""
+    block = tl.arange(0, C)[:, None] // SUB
+    m = tl.zeros_like(b)
+    span = tl.zeros_like(b)
+    for J in tl.static_range(C // SUB):
+        first = _row(b, J * SUB, C)[None, :]
+        last = _row(b, J * SUB + SUB - 1, C)[None, :]
+        m = tl.where(block == J, (first + last) * 0.5, m)
+        span = tl.where(block == J, first - last, span)
+    return m, span
+
+
+@triton.jit
+def _diagonal_columns(q, k, b, dA, C: tl.constexpr,
+                      WANT_A: tl.constexpr, WANT_DQ: tl.constexpr, WANT_DK: tl.constexpr):
+    """The diagonal blocks of (A, dq, dk) elementwise, for blocks that span more than SPAN_LIMIT.
+
+    Tiles are viewed as [C / SUB, SUB, BK]; step j forms column j of every diagonal block at once
+    from 2^(b_i − b_j) with non-positive exponents (i ≥ j in the block): SUB steps of C·BK work,
+    safe for any log decay down to −inf."""
+    BK: tl.constexpr = q.shape[1]
+    NB: tl.constexpr = C // SUB
+    rows = tl.arange(0, C)
+    local = tl.arange(0, SUB)
+    q3 = tl.reshape(q.to(tl.float32), [NB, SUB, BK])
+    k3 = tl.reshape(k.to(tl.float32), [NB, SUB, BK])
+    b3 = tl.reshape(b, [NB, SUB, BK])
+    A = tl.zeros([C, C], dtype=tl.float32)
+    dq3 = tl.zeros([NB, SUB, BK], dtype=tl.float32)
+    dk3 = tl.zeros([NB, SUB, BK], dtype=tl.float32)
+    for j in range(SUB):
+        at_j = (local == j)[None, :, None]
+        k_j = tl.sum(tl.where(at_j, k3, 0.0), axis=1)[:, None, :]
+        w = tl.exp2(tl.where((local >= j)[None, :, None], b3 - tl.sum(tl.where(at_j, b3, 0.0), axis=1)[:, None, :],
+                             float("-inf")))
+        column = (rows[None, :] == (rows // SUB * SUB + j)[:, None])
+        if WANT_A:
+            A = tl.where(column, tl.reshape(tl.sum(q3 * w * k_j, axis=2), [C])[:, None], A)
+        if WANT_DQ or WANT_DK:
+            dA_j = tl.reshape(tl.sum(tl.where(column, dA, 0.0), axis=1), [NB, SUB])[:, :, None]
+            if WANT_DQ:
+                dq3 += dA_j * w * k_j
+            if WANT_DK:
+                dk3 = tl.where(at_j, tl.sum(dA_j * q3 * w, axis=1)[:, None, :], dk3)
+    return A, tl.reshape(dq3, [C, BK]), tl.reshape(dk3, [C, BK])
+
+
+@triton.jit
+def blocked(q, k, b, dA, C: tl.constexpr, PREC: tl.constexpr,
+            WANT_A: tl.constexpr, WANT_DQ: tl.constexpr, WANT_DK: tl.constexpr):
+    """Vector decay, blocked path (module docstring): (A, dq, dk) as :func:`intra_chunk` returns them.
+
+    Diagonal blocks, if each spans at most SPAN_LIMIT: A = (q ⊙ E)(k ⊙ F)ᵀ with E = 2^(b − m),
+    F = 2^(m − b) and m the row's block midpoint (masked to the block and i ≥ j); otherwise
+    :func:`_diagonal_columns`. Below them, for each block J of columns and r = b at its last row:
+    A += (q ⊙ 2^(b − r) on rows below J)(k ⊙ 2^(r − b) on rows of J)ᵀ, so
+    dq += (dA (k ⊙ 2^(r − b))) ⊙ 2^(b − r) and dk += (dAᵀ (q ⊙ 2^(b − r))) ⊙ 2^(r − b): both
+    factors ≤ 1, whatever the decay, so these C / SUB − 1 products are always safe."""
+    BK: tl.constexpr = q.shape[1]
+    block = tl.arange(0, C) // SUB
+    rows = tl.arange(0, C)
+    diagonal = (block[:, None] == block[None, :]) & (rows[:, None] >= rows[None, :])
+    qf = q.to(tl.float32)
+    kf = k.to(tl.float32)
+    m, span = _block_midpoints(b, C)
+    if tl.max(tl.max(span, axis=1), axis=0) <= SPAN_LIMIT:
+        E = tl.exp2(b - m)
+        F = tl.exp2(m - b)
+        A = tl.zeros([C, C], dtype=tl.float32)
+        dq = tl.zeros([C, BK], dtype=tl.float32)
+        dk = tl.zeros([C, BK], dtype=tl.float32)
+        if WANT_A:
+            A = tl.where(diagonal, mma(qf * E, tl.trans(kf * F), PREC), 0.0)
+        if WANT_DQ or WANT_DK:
+            dA_diagonal = tl.where(diagonal, dA, 0.0)
+            if WANT_DQ:
+                dq = mma(dA_diagonal, kf * F, PREC) * E
+            if WANT_DK:
+                dk = mma(tl.trans(dA_diagonal), qf * E, PREC) * F
+    else:
+        A, dq, dk = _diagonal_columns(q, k, b, dA, C, WANT_A, WANT_DQ, WANT_DK)
+    for J in tl.static_range(C // SUB - 1):
+        r = _row(b, J * SUB + SUB - 1, C)[None, :]
+        to_q = tl.exp2(tl.where((block > J)[:, None], b - r, float("-inf")))
+        to_k = tl.exp2(tl.where((block == J)[:, None], r - b, float("-inf")))
+        q_J = qf * to_q
+        k_J = kf * to_k
+        if WANT_A:
+            A = mma_into(A, q_J, tl.trans(k_J), PREC)
+        if WANT_DQ:
+            dq += mma(dA, k_J, PREC) * to_q
+        if WANT_DK:
+            dk += mma(tl.trans(dA), q_J, PREC) * to_k
     return A, dq, dk
 
 
@@ -204,8 +295,8 @@ def forward_factors(q, k, b, bl, C: tl.constexpr, PREC: tl.constexpr):
     """Vector decay, forward: (A, P, Q, u) with A [C, C] the masked intra-chunk scores and
     q ⊙ 2^b = P ⊙ 2^u, k ⊙ 2^(bl − b) = Q ⊙ 2^u (P, Q [C, BK] float32, u [BK]).
     Fast path: P = q ⊙ E, Q = k ⊙ F (:func:`midpoint_scales`), u = bl / 2 and A = P Qᵀ, so the
-    chunk needs two exponential tiles, not four; otherwise u = 0 and A is formed column by column
-    as in :func:`intra_chunk`."""
+    chunk needs two exponential tiles, not four; otherwise u = 0 and A is formed by
+    :func:`intra_chunk`'s blocked or column path."""
     rows = tl.arange(0, C)
     if tl.max(-bl, axis=0) <= SPAN_LIMIT:
         E, F, u = midpoint_scales(b, bl)
