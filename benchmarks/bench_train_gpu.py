@@ -8,6 +8,12 @@ copied through pinned memory, no host read of the loss): bf16 autocast, the bloc
 ``--repeats`` windows of ``--steps`` steps each (CUDA-synchronized); tokens/s is reported as
 min / median / max over the windows. Rows that fail are reported, not hidden.
 
+Rows of the ``trained`` group first train ``--trained-steps`` steps (default 800) on the study's
+dataset (``runs/data/large-8k``, prepared if missing) with the optimal scale's schedule (lr 2e-3,
+warm-up, cosine), then time the next steps there: learned decays forget faster than a fresh
+model's and send the operator's chunks to its slower blocked path (``decaylab.ops.triton.intra``),
+so the other groups, all at initialization, overstate a real run's speed for Mamba2-like decays.
+
 MFU = achieved FLOP/s ÷ the GPU's dense bf16 peak (``--peak-tflops``, 989 for an H200 SXM), with
 training FLOP per token = 6·N_matmul + attention terms (fwd + bwd = 3 × forward):
     N_matmul = parameters of every matrix product, LM head included, embeddings excluded;
@@ -15,7 +21,7 @@ training FLOP per token = 6·N_matmul + attention terms (fwd + bwd = 3 × forwar
     decay linear attention: 3 · L·H·(C·(K + V) + 4·K·V) with chunk C = 64 (in-chunk causal scores
     and outputs, state read-out and update).
 
-Usage: python benchmarks/bench_train_gpu.py [--rows 160m,long,small] [--repeats 3]
+Usage: python benchmarks/bench_train_gpu.py [--rows 160m,long,small,trained] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ import time
 
 import torch
 
+from tqdm import tqdm
+
 from decaylab.model import build_model, make_config
+from decaylab.sweep.presets import SCALES
+from decaylab.train.build import compile_model, open_datasets
 from decaylab.train.config import TrainConfig
-from decaylab.train.build import compile_model
 from decaylab.train.step import optimizer_step, single_process
 from decaylab.train.optim import make_optimizer
 
@@ -66,6 +75,11 @@ ROWS = {
         ("sd-0.99 vector reduce-overhead", "small", "decay_linear", dict(decay="sd-0.99"), 32, 512,
          "reduce-overhead"),
     ],
+    "trained": [
+        ("softmax compiled", "small", "softmax", {}, 32, 512, "default"),
+        *((f"{decay} vector reduce-overhead", "small", "decay_linear", dict(decay=decay), 32, 512, "reduce-overhead")
+          for decay in ("mamba2", "sd-0.99", "gla")),
+    ],
 }
 
 
@@ -94,34 +108,48 @@ class RandomTokens:
         return x[:, :-1], x[:, 1:]
 
 
-def training_step(size, arch, overrides, batch, seq_len, mode):
+def training_step(size, arch, overrides, batch, seq_len, mode, trained_steps=0):
     """(model, step): a fresh model (compiled with ``mode`` unless None) and ``step()``, one optimizer
-    step of ``decaylab train`` (:func:`decaylab.train.step.optimizer_step`) on random tokens, which
-    returns the loss as a device tensor (nothing in it waits for the GPU)."""
+    step of ``decaylab train`` (:func:`decaylab.train.step.optimizer_step`), which returns the loss as
+    a device tensor (nothing in it waits for the GPU). With ``trained_steps`` = 0 the steps run on
+    random tokens at a constant lr of 1e-4; otherwise on the optimal scale's data with its schedule
+    (steps numbered from 0, so that the caller's first ``trained_steps`` steps train the model)."""
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = build_model(make_config(size, arch=arch, **overrides)).cuda().train()
     if mode is not None:
         compile_model(model, "true", mode, torch.device("cuda"))
-    cfg = TrainConfig(lr=1e-4, warmup_steps=0, seq_len=seq_len, micro_batch_size=batch, grad_clip=1.0)
+    if trained_steps:
+        scale = SCALES["optimal"]
+        cfg = TrainConfig(**{k: v for k, v in scale.train.items() if k != "compile_mode"})
+        data, _ = open_datasets(scale.data, progress=False)
+        if (data.vocab_size, cfg.micro_batch_size, cfg.seq_len) != (model.config.vocab_size, batch, seq_len):
+            raise ValueError(f"a trained row must match the optimal scale: vocabulary {data.vocab_size}, "
+                             f"{cfg.micro_batch_size} x {cfg.seq_len} tokens per step")
+    else:
+        cfg = TrainConfig(lr=1e-4, warmup_steps=0, seq_len=seq_len, micro_batch_size=batch, grad_clip=1.0)
+        data = RandomTokens(model.config.vocab_size)
     optimizer = make_optimizer(model, cfg)
-    data, rt = RandomTokens(model.config.vocab_size), single_process(model)
+    rt = single_process(model)
     mixed_precision = torch.autocast("cuda", dtype=torch.bfloat16)
+    position = iter(range(10**9))
 
     def step() -> torch.Tensor:
-        return optimizer_step(model, optimizer, data, 0, cfg, rt, mixed_precision)[0]
+        return optimizer_step(model, optimizer, data, next(position), cfg, rt, mixed_precision)[0]
 
     return model, step
 
 
-def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
-    model, step = training_step(size, arch, overrides, batch, seq_len, mode)
+def measure(label, size, arch, overrides, batch, seq_len, mode, args, trained_steps=0) -> dict:
+    model, step = training_step(size, arch, overrides, batch, seq_len, mode, trained_steps)
     torch.cuda.reset_peak_memory_stats()
     torch.cuda.synchronize()
     start = time.perf_counter()
     step()
     torch.cuda.synchronize()
     first = time.perf_counter() - start
+    for _ in tqdm(range(trained_steps), desc=f"{label}: training first", leave=False, disable=not trained_steps):
+        step()
     for _ in range(args.warmup - 1):
         step()
     windows = []
@@ -138,7 +166,7 @@ def measure(label, size, arch, overrides, batch, seq_len, mode, args) -> dict:
     row = {"label": label, "size": size, "batch": batch, "seq_len": seq_len, "mode": mode or "eager",
            "tokens_per_s": sorted(windows), "mfu": statistics.median(windows) * flops / (args.peak_tflops * 1e12),
            "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "first_step_s": first,
-           "params": sum(p.numel() for p in model.parameters())}
+           "params": sum(p.numel() for p in model.parameters()), "trained_steps": trained_steps}
     del model, step
     torch.cuda.empty_cache()
     return row
@@ -152,6 +180,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--trained-steps", type=int, default=800,
+                        help="steps of real training before the timed steps of the trained rows")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     import transformers
@@ -170,7 +200,7 @@ def main() -> None:
             if keep and label not in keep and label != "softmax compiled":
                 continue
             try:
-                row = measure(label, *spec, args)
+                row = measure(label, *spec, args, args.trained_steps if group == "trained" else 0)
             except Exception as err:  # report and go on: one broken row must not hide the others
                 print(f"| {label} | failed: {type(err).__name__}: {str(err)[:300]} |", flush=True)
                 continue

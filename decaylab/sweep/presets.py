@@ -61,10 +61,13 @@ Optimal scale, and why (``--preset h200-optimal``, issue 16): the same small mod
 3,950 steps of 32 × 512 tokens, 64.7M tokens = 20 per non-embedding parameter (3.2M; with the 8k
 vocabulary the embeddings and LM head hold another 4.2M) and 3.8 epochs of the larger corpus, the
 most the issue allows without a larger corpus. It trains with ``compile_mode=reduce-overhead``
-(CUDA graphs): one run of the small vector-decay model then trains at 2.88M tokens/s on one H200,
-against 0.94M with the default compile mode (2026-12-03, benchmarks/RESULTS.md), so a run takes
-~23 s of the GPU alone and the 30 designs × 3 seeds (5.8B tokens) ~34 GPU minutes one run after
-another: several sittings with ``--time-limit``. Run it with one worker on one GPU (the default):
+(CUDA graphs). Measured on one H200 (2026-12-03, benchmarks/RESULTS.md): a real run trains slower
+than the benchmark's fresh model, as learned decays send the operator to its blocked path — Mamba2
+vector at ~1.6M tokens/s from step ~1,000 (3.4M at step 100): 38 s of training, 49 s for a whole
+seed-2 run with its evaluation once its graphs are compiled (in one sitting, the first run of a
+design spends ~40 s more on torch.compile, and seed 0 also trains the recall curve's probes). So the
+30 designs × 3 seeds (5.8B tokens) take ~2 GPU hours: several sittings with ``--time-limit``.
+Run it with one worker on one GPU (the default):
 with 4 workers sharing an H200 each run trained at 0.28–0.32M tokens/s, ~1.2M in aggregate
 (2026-12-03, first sitting, stopped before any run ended), less than half of one run alone, since
 processes sharing a GPU take turns rather than overlap. The recall probe is the design on the
