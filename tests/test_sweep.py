@@ -316,6 +316,31 @@ def test_time_limit_starts_only_the_runs_that_end_in_time(tmp_path, dataset_dir)
     assert [run_state(root / "runs" / r.run_id) for r in runs] == ["complete"] + ["new"] * (len(runs) - 1)
 
 
+def test_time_limit_judges_by_the_longest_run_so_far(tmp_path, dataset_dir, monkeypatch):
+    """Runs of 1, 1 and 100 s (reported by a stand-in for the worker): with 60 s left, the fourth
+    run would start by the median (1 s) but not by the longest (100 s), so it and the fifth wait."""
+    import time
+
+    from decaylab.sweep import runner
+
+    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
+    runs = expand(TEST_FAMILIES, (0,))
+    seconds = iter([1.0, 1.0, 100.0, 1.0, 1.0])
+    started = []
+
+    def execute(run, run_dir, worker, stopping):
+        started.append(run.run_id)
+        return runner.Outcome(run.run_id, "done", next(seconds))
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
+                                deadline=time.monotonic() + 60)
+    assert [o.status for o in outcomes] == ["done"] * 3 + ["deferred"] * 2
+    assert started == [r.run_id for r in runs[:3]]
+
+
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
     from decaylab.train.metrics import read_metrics
 

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sweep directory (default: runs/sweeps/<preset>-<scale>, e.g. runs/sweeps/quick-quick)")
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
                         help="start no run that would not end within this many minutes of the start, judged by "
-                             "the median duration of the runs finished so far (the first ones always start); "
+                             "the longest run finished so far (the first ones always start); "
                              "the rest waits for the next invocation")
     parser.add_argument("--list", action="store_true", help="list the runs and their state, then exit")
 

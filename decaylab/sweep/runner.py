@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -154,9 +153,11 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
 
     ``data`` is the prepared data spec (see :func:`prepare_data`). Returns one outcome per run,
     in the order of ``runs``; a failed run does not stop the others. With a ``deadline``
-    (a :func:`time.monotonic` value) a run starts only if the median duration of the runs finished
-    so far in this call says it ends in time (the first runs always start); the others end
-    ``deferred``: not started, left for the next invocation."""
+    (a :func:`time.monotonic` value) a run starts only if it would end in time should it last as
+    long as the longest run finished so far in this call (the first runs always start): runs differ
+    (a design's first run also compiles, seed 0 also trains the recall curve's probes), and a run
+    cut during its evaluation loses it once its directory is carried without checkpoints. The
+    others end ``deferred``: not started, left for the next invocation."""
     todo, outcomes = [], {}
     for run in runs:
         path = run_dir(root, run.run_id)
@@ -188,7 +189,7 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
 
     def ends_in_time() -> bool:
         with lock:
-            expected = statistics.median(durations) if durations else 0.0
+            expected = max(durations, default=0.0)
         return deadline is None or time.monotonic() + expected <= deadline
 
     def execute(item: tuple[Run, Path]) -> Outcome:
