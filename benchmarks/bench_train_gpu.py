@@ -32,7 +32,6 @@ import statistics
 import time
 
 import torch
-
 from tqdm import tqdm
 
 from decaylab.model import build_model, make_config
@@ -132,10 +131,11 @@ def training_step(size, arch, overrides, batch, seq_len, mode, trained_steps=0):
     optimizer = make_optimizer(model, cfg)
     rt = single_process(model)
     mixed_precision = torch.autocast("cuda", dtype=torch.bfloat16)
-    position = iter(range(10**9))
+    position = iter(range(10**9))  # the schedule's step: 0 throughout on random tokens
 
     def step() -> torch.Tensor:
-        return optimizer_step(model, optimizer, data, next(position), cfg, rt, mixed_precision)[0]
+        at = next(position) if trained_steps else 0
+        return optimizer_step(model, optimizer, data, at, cfg, rt, mixed_precision)[0]
 
     return model, step
 
