@@ -27,6 +27,7 @@ Usage: python benchmarks/bench_train_gpu.py [--rows 160m,long,small,trained] [--
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -131,11 +132,10 @@ def training_step(size, arch, overrides, batch, seq_len, mode, trained_steps=0):
     optimizer = make_optimizer(model, cfg)
     rt = single_process(model)
     mixed_precision = torch.autocast("cuda", dtype=torch.bfloat16)
-    position = iter(range(10**9))  # the schedule's step: 0 throughout on random tokens
+    schedule_step = itertools.count() if trained_steps else itertools.repeat(0)  # 0 throughout on random tokens
 
     def step() -> torch.Tensor:
-        at = next(position) if trained_steps else 0
-        return optimizer_step(model, optimizer, data, at, cfg, rt, mixed_precision)[0]
+        return optimizer_step(model, optimizer, data, next(schedule_step), cfg, rt, mixed_precision)[0]
 
     return model, step
 

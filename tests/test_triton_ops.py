@@ -69,6 +69,19 @@ SMALL_FWD = ForwardConfig(chunk=16, block=16, num_warps=4)
 SMALL_BWD = BackwardConfig(chunk=16, state=Tiles(16, 16), dv=Tiles(16, 16), dqk=Tiles(16, 16))
 
 
+def assert_kernels_match_recurrence(inputs, scale, fwd, bwd, cu_seqlens=None, store_states=False):
+    """Forward (with final state) and every gradient of the kernels against :func:`reference`:
+    outputs within 1e-5, gradients finite and within 1e-4 (relative norms)."""
+    q, k, v, g, h0, do, dht = inputs
+    o, ht, states = chunk_forward(q, k, v, g, scale, h0, True, cu_seqlens, fwd, store_states=store_states)
+    grads = chunk_backward(q, k, v, g, do, scale, h0, dht, True, cu_seqlens, bwd, states=states)
+    ro, rht, rgrads = reference(q, k, v, g, scale, h0, do, dht, cu_seqlens)
+    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
+    for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
+        assert torch.isfinite(x).all(), name
+        assert rel(x, r) < 1e-4, (name, rel(x, r))
+
+
 @in_process
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
 @pytest.mark.parametrize("low", [-0.05, -5.0, -20.0], ids=["slow", "fast", "extreme"])
@@ -76,14 +89,7 @@ def test_kernels_match_recurrence(scalar, low):
     """Forward and every gradient, with initial/final state, T = 37 (not a multiple of 16) and
     K = V = 32 in tiles of 16 (two state tiles per dimension: every K and V loop runs twice)."""
     B, T, H, K, V = 2, 37, 2, 32, 32
-    q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, low)
-    o, ht, _ = chunk_forward(q, k, v, g, 0.7, h0, True, None, SMALL_FWD)
-    grads = chunk_backward(q, k, v, g, do, 0.7, h0, dht, True, None, SMALL_BWD)
-    ro, rht, rgrads = reference(q, k, v, g, 0.7, h0, do, dht)
-    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
-    for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
-        assert torch.isfinite(x).all(), name
-        assert rel(x, r) < 1e-4, (name, rel(x, r))
+    assert_kernels_match_recurrence(make_inputs(B, T, H, K, V, scalar, low), 0.7, SMALL_FWD, SMALL_BWD)
 
 
 @in_process
@@ -102,12 +108,7 @@ def test_vector_decay_blocked_path_for_chunks_that_forget_fast(diagonal):
         g[:, 5::64] = -140.0
     fwd = ForwardConfig(chunk=64, block=16, num_warps=4)
     bwd = BackwardConfig(chunk=64, state=Tiles(16, 16), dv=Tiles(16, 16), dqk=Tiles(16, 16))
-    o, ht, _ = chunk_forward(q, k, v, g, 0.7, h0, True, None, fwd)
-    grads = chunk_backward(q, k, v, g, do, 0.7, h0, dht, True, None, bwd)
-    ro, rht, rgrads = reference(q, k, v, g, 0.7, h0, do, dht)
-    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
-    for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
-        assert rel(x, r) < 1e-4, (name, rel(x, r))
+    assert_kernels_match_recurrence((q, k, v, g, h0, do, dht), 0.7, fwd, bwd)
 
 
 @in_process
@@ -135,16 +136,10 @@ def test_varlen_matches_recurrence(scalar, store_states):
     the backward recomputes the chunk states or takes the forward's."""
     B, T, H, K, V = 1, 45, 2, 16, 32
     cu = torch.tensor([0, 5, 5, 21, 45], device=DEVICE)
-    q, k, v, g, h0, do, dht = make_inputs(B, T, H, K, V, scalar, -0.5, N=4)
-    o, ht, states = chunk_forward(q, k, v, g, 1.0, h0, True, cu.int(), ForwardConfig(chunk=16, block=32, num_warps=4),
-                                  store_states=store_states)
-    grads = chunk_backward(q, k, v, g, do, 1.0, h0, dht, True, cu.int(),
-                           BackwardConfig(16, state=Tiles(32, 32), dv=Tiles(32, 32), dqk=Tiles(32, 32)),
-                           states=states)
-    ro, rht, rgrads = reference(q, k, v, g, 1.0, h0, do, dht, cu)
-    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
-    for name, x, r in zip(("dq", "dk", "dv", "dg", "dh0"), grads, rgrads):
-        assert rel(x, r) < 1e-4, (name, rel(x, r))
+    assert_kernels_match_recurrence(make_inputs(B, T, H, K, V, scalar, -0.5, N=4), 1.0,
+                                    ForwardConfig(chunk=16, block=32, num_warps=4),
+                                    BackwardConfig(16, state=Tiles(32, 32), dv=Tiles(32, 32), dqk=Tiles(32, 32)),
+                                    cu.int(), store_states)
 
 
 @in_process

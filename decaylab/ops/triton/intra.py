@@ -296,7 +296,7 @@ def forward_factors(q, k, b, bl, C: tl.constexpr, PREC: tl.constexpr):
     q ⊙ 2^b = P ⊙ 2^u, k ⊙ 2^(bl − b) = Q ⊙ 2^u (P, Q [C, BK] float32, u [BK]).
     Fast path: P = q ⊙ E, Q = k ⊙ F (:func:`midpoint_scales`), u = bl / 2 and A = P Qᵀ, so the
     chunk needs two exponential tiles, not four; otherwise u = 0 and A is formed by
-    :func:`intra_chunk`'s blocked or column path."""
+    :func:`intra_chunk` (its blocked path)."""
     rows = tl.arange(0, C)
     if tl.max(-bl, axis=0) <= SPAN_LIMIT:
         E, F, u = midpoint_scales(b, bl)
