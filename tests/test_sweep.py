@@ -341,6 +341,31 @@ def test_time_limit_judges_by_the_longest_run_so_far(tmp_path, dataset_dir, monk
     assert started == [r.run_id for r in runs[:3]]
 
 
+def test_time_limit_judges_a_later_seed_by_the_later_seeds_so_far(tmp_path, dataset_dir, monkeypatch):
+    """Two seeds per design, first seeds of 1 and 100 s and later seeds of 1 s: with 60 s left, the
+    second design's second seed starts (a later seed of a design that has finished one takes as
+    long as the later seeds so far), the third design's first seed, and every run of a design with
+    no finished run, wait (they may take as long as the longest first seed)."""
+    import time
+
+    from decaylab.sweep import runner
+
+    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", TEST_FAMILIES, scale, (0, 1), data)
+    runs = expand(TEST_FAMILIES, (0, 1))
+    seconds = iter([1.0, 1.0, 100.0, 1.0])
+
+    def execute(run, run_dir, worker, stopping):
+        return runner.Outcome(run.run_id, "done", next(seconds))
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
+                                deadline=time.monotonic() + 60)
+    assert [r.seed for r in runs[:4]] == [0, 1, 0, 1]
+    assert [o.status for o in outcomes] == ["done"] * 4 + ["deferred"] * (len(runs) - 4)
+
+
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
     from decaylab.train.metrics import read_metrics
 
@@ -428,6 +453,56 @@ def test_initial_decay_is_measured_on_the_step0_model(tmp_path, dataset_dir):
     assert sd.initial_decay[0]["layers"] != sd.decay[0]["layers"]
     assert not softmax.initial_decay and "skipped" in json.loads(
         next(root.glob("runs/softmax-s0/eval.json")).read_text())["initial_decay"]
+
+
+def test_worker_drops_compiled_graphs_only_when_the_design_changes(tmp_path):
+    """The worker process resets torch.compile before a run of another design than the last (its
+    recompile limit counts every configuration of the process: a sweep of many designs would
+    otherwise train eager from the fifth), and keeps the graphs between seeds of one design. A
+    stand-in for the run's work writes how many resets it has seen into each run's log."""
+    import subprocess
+    import sys
+
+    designs = {"gla-s0": "gla", "gla-s1": "gla", "sd-s0": "sd-0.99", "gla-s2": "gla"}
+    for run_id, decay in designs.items():
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "run.json").write_text(json.dumps({"design": {"decay": decay}}))
+    worker = ("import torch._dynamo, decaylab.sweep.runner as r\n"
+              "resets = []\n"
+              "torch._dynamo.reset = lambda: resets.append(1)\n"
+              "r.work = lambda run_dir: print('resets seen', len(resets))\n"
+              "r.serve()\n")
+    answers = subprocess.run([sys.executable, "-c", worker], input="".join(f"{tmp_path / r}\n" for r in designs),
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+    assert answers.split() == ["0"] * len(designs)
+    seen = {r: next(line for line in (tmp_path / r / "worker.log").read_text().splitlines()
+                    if line.startswith("resets seen")) for r in designs}
+    assert seen == {"gla-s0": "resets seen 1", "gla-s1": "resets seen 1", "sd-s0": "resets seen 2",
+                    "gla-s2": "resets seen 3"}
+
+
+def test_recall_probes_only_the_designs_of_the_scales_mqar_families(tmp_path, dataset_dir):
+    """With ``mqar_families=("a",)`` a design shown in family (a) (and also in (b)) gets the probe and
+    its curve; a design shown only in (b) gets neither, and says why; run.json records which."""
+    from decaylab.sweep.runner import run_sweep
+
+    root = tmp_path / "sweep"
+    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1,), mqar_families=("a",))
+    families = {"a": Family("a", "parameterization", "?", (DecaySpec("gla"),)),
+                "b": Family("b", "sharing", "?", (DecaySpec("gla"), DecaySpec("gla", share_decay_key=True)))}
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", families, scale, (0,), data)
+    assert {o.status for o in run_sweep(root, expand(families, (0,)), scale, data, workers=2,
+                                        log=lambda line: None)} == {"done"}
+    probed, unprobed = (root / "runs" / f"gla-vector-{s}-none-s0" for s in ("sep", "shared"))
+    assert json.loads((probed / "run.json").read_text())["evaluation"]["probes_recall"] is True
+    assert json.loads((unprobed / "run.json").read_text())["evaluation"]["probes_recall"] is False
+    probed_eval, unprobed_eval = (json.loads((d / "eval.json").read_text()) for d in (probed, unprobed))
+    assert 0.0 <= probed_eval["recall"]["accuracy"] <= 1.0
+    assert [p["num_pairs"] for p in probed_eval["recall_curve"]["points"]] == [1]
+    for piece in ("recall", "recall_curve"):
+        assert unprobed_eval[piece] == {"skipped": "recall is probed for families a only"}
+    assert unprobed_eval["complete"] is True
 
 
 def test_recall_curve_trains_one_probe_per_number_of_pairs_on_the_seed0_run(tmp_path, dataset_dir, monkeypatch):

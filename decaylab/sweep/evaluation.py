@@ -7,6 +7,7 @@ piece in progress):
                     ``extrapolation_factor`` × the training length (decaylab.evaluate)
     recall          MQAR query accuracy of a fresh model of the same design trained on the task
                     (decaylab.evaluate.recall); ``{"skipped": reason}`` when ``mqar_steps`` is 0,
+                    for a design of none of the scale's ``mqar_families`` (``probes_recall`` false),
                     and where the scale has a recall curve, on every run but the seed-0 one
     recall_curve    on the seed-0 run of each design: the same probe's accuracy for each number
                     of key–value pairs in ``mqar_curve`` (``{"points": [{"num_pairs", "accuracy",
@@ -105,16 +106,28 @@ def _train_probe(model, settings: dict, spec: dict, num_pairs: int | None = None
                                device=model_device(model), progress=False)
 
 
-def _recall(model, val, settings: dict, spec: dict) -> dict:
+def _unprobed(settings: dict) -> dict | None:
+    """Why the run gets no MQAR probe at all (no steps at this scale, or a design of no family
+    that is probed), or None."""
     if not settings["mqar_steps"]:
         return {"skipped": "mqar_steps = 0 at this scale"}
+    if not settings.get("probes_recall", True):
+        return {"skipped": f"recall is probed for families {', '.join(settings['mqar_families'])} only"}
+    return None
+
+
+def _recall(model, val, settings: dict, spec: dict) -> dict:
+    if unprobed := _unprobed(settings):
+        return unprobed
     if settings.get("mqar_curve") and spec["seed"] != CURVE_SEED:  # the probe's cost goes into the curve
         return {"skipped": f"with a recall curve, the probe runs on the seed-{CURVE_SEED} run of each design"}
     return _train_probe(model, settings, spec)
 
 
 def _recall_curve(model, val, settings: dict, spec: dict) -> dict:
-    if not (settings["mqar_steps"] and settings.get("mqar_curve")):
+    if unprobed := _unprobed(settings):
+        return unprobed
+    if not settings.get("mqar_curve"):
         return {"skipped": "no recall curve at this scale"}
     if spec["seed"] != CURVE_SEED:
         return {"skipped": f"the recall curve is measured on the seed-{CURVE_SEED} run of each design"}

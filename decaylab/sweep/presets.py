@@ -218,7 +218,8 @@ class Scale:
     one fresh probe per number); ``mqar_probe`` holds further :class:`decaylab.evaluate.recall.RecallProbe`
     fields (lr, hidden_size, num_hidden_layers, …; empty = the probe's defaults); decay statistics over
     ``analysis_batches`` validation batches, and a last-word cloze of ``cloze_examples`` examples
-    (0 = off; decaylab.evaluate.cloze).
+    (0 = off; decaylab.evaluate.cloze). ``mqar_families`` (empty = all) names the families whose
+    designs get the MQAR probe and curve; a design of none of them skips both.
     """
 
     name: str
@@ -235,6 +236,11 @@ class Scale:
     cloze_examples: int = 0
     mqar_curve: tuple[int, ...] = ()
     mqar_probe: dict = field(default_factory=dict)
+    mqar_families: tuple[str, ...] = ()
+
+    def probes_recall(self, families: tuple[str, ...]) -> bool:
+        """Whether a design shown in ``families`` gets the MQAR probe (see ``mqar_families``)."""
+        return not self.mqar_families or bool(set(families) & set(self.mqar_families))
 
     @property
     def seq_len(self) -> int:
@@ -271,7 +277,8 @@ class Scale:
         the same sweep."""
         return {**({"cloze_examples": self.cloze_examples} if self.cloze_examples else {}),
                 **({"mqar_curve": list(self.mqar_curve)} if self.mqar_curve else {}),
-                **({"mqar_probe": dict(self.mqar_probe)} if self.mqar_probe else {})}
+                **({"mqar_probe": dict(self.mqar_probe)} if self.mqar_probe else {}),
+                **({"mqar_families": list(self.mqar_families)} if self.mqar_families else {})}
 
 
 SOFTMAX_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "head_dim", "num_attention_heads")
@@ -317,7 +324,7 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
                                                  final_eval_batches=100), "compile_mode": "reduce-overhead"},
           mqar_steps=3000, mqar_task={"seq_len": 64, "num_pairs": 4, "vocab_size": 64}, mqar_curve=(2, 8, 16),
           mqar_batch_size=256, mqar_probe={"size": "tiny", "lr": 3e-4, "compile_mode": "reduce-overhead"},
-          extrapolation_batches=16, cloze_examples=500),
+          mqar_families=("a", "c"), extrapolation_batches=16, cloze_examples=500),
     # ~17M parameters (10.8M without the embeddings and LM head), 68M tokens = 4 epochs of the larger corpus
     # (6.3 per non-embedding parameter): the second, larger scale point of issue 16 (see the module docstring).
     Scale("optimal-wide", "small", LARGE_8K, {**_train(512, 32, 4150, 1.5e-3, eval_every=1000, ckpt_every=500,

@@ -134,6 +134,7 @@ def run_spec(run: Run, scale: Scale, data: dict) -> dict:
             "mqar_batch_size": scale.mqar_batch_size,
             "analysis_batches": scale.analysis_batches,
             **scale.added_settings(),
+            **({"probes_recall": scale.probes_recall(run.families)} if scale.mqar_families else {}),
         },
     }
 

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from decaylab.decay import DecaySpec
 from decaylab.lock import LOCK_FILE, exclusive_lock
 from decaylab.sweep.evaluation import evaluate_run
 from decaylab.sweep.presets import Scale
@@ -154,10 +155,12 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     ``data`` is the prepared data spec (see :func:`prepare_data`). Returns one outcome per run,
     in the order of ``runs``; a failed run does not stop the others. With a ``deadline``
     (a :func:`time.monotonic` value) a run starts only if it would end in time should it last as
-    long as the longest run finished so far in this call (the first runs always start): runs differ
-    (a design's first run also compiles, seed 0 also trains the recall curve's probes), and a run
-    cut during its evaluation loses it once its directory is carried without checkpoints. The
-    others end ``deferred``: not started, left for the next invocation."""
+    long as the longest run of its kind finished so far in this call (the first runs always start).
+    Two kinds: a design's first run in this call (it also compiles, and seed 0 trains the recall
+    curve's probes: 2-4x a later seed) and a run of a design that has already finished one; before
+    a run of some kind has finished, the longest run of any kind counts. A run cut during its
+    evaluation loses it once its directory is carried without checkpoints. The others end
+    ``deferred``: not started, left for the next invocation."""
     todo, outcomes = [], {}
     for run in runs:
         path = run_dir(root, run.run_id)
@@ -185,24 +188,27 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     counter = {"done": 0}
     lock = threading.Lock()
     stopping = threading.Event()  # set on Ctrl-C: runs in flight then end "interrupted", not "failed"
-    durations: list[float] = []  # of the runs done in this call
+    durations: dict[bool, list[float]] = {True: [], False: []}  # of the runs done in this call, by warm
+    finished_designs: set[DecaySpec | None] = set()  # warm: a run of the design has finished in this call
 
-    def ends_in_time() -> bool:
+    def expected_seconds(warm: bool) -> float:
         with lock:
-            expected = max(durations, default=0.0)
-        return deadline is None or time.monotonic() + expected <= deadline
+            return max(durations[warm] or durations[True] + durations[False], default=0.0)
 
     def execute(item: tuple[Run, Path]) -> Outcome:
         worker = pool.get()
         try:
-            if not ends_in_time():
+            with lock:
+                warm = item[0].design in finished_designs
+            if deadline is not None and time.monotonic() + expected_seconds(warm) > deadline:
                 return Outcome(item[0].run_id, "deferred", message="would not end before the time limit")
             outcome = _execute(*item, worker, stopping)
         finally:
             pool.put(worker)
         with lock:
             if outcome.status == "done":
-                durations.append(outcome.seconds)
+                durations[warm].append(outcome.seconds)
+                finished_designs.add(item[0].design)
             counter["done"] += 1
             log(f"[{counter['done']}/{len(todo)}] {outcome.run_id}: {outcome.status} in {outcome.seconds:.0f} s"
                 + (f" ({outcome.message})" if outcome.message else ""))
@@ -266,6 +272,11 @@ def serve() -> None:
     """The worker loop: for each run directory read from stdin, :func:`work` on it with its output
     appended to its ``worker.log``, then answer its exit status (0 or 1) on stdout.
 
+    Before a run of another design than the last one, torch.compile's graphs are dropped
+    (``torch._dynamo.reset``): its recompile limit (8) counts every model configuration compiled in
+    the process, the model's forward as the probes', and past it every later run would train
+    eager without a word; seeds of one design in a row keep (and reuse) their graphs.
+
     ``echo RUN_DIR | python -m decaylab.sweep.runner`` runs a single run by hand."""
     import gc
     import logging
@@ -273,6 +284,7 @@ def serve() -> None:
     import traceback
 
     import torch
+    import torch._dynamo
 
     def cpu_seconds() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -281,8 +293,13 @@ def serve() -> None:
     answers = os.fdopen(os.dup(1), "w")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     startup = cpu_seconds()
+    last_design = None
     for line in sys.stdin:
         run_dir = Path(line.strip())
+        design = (read_json(run_dir / RUN_FILE) or {}).get("design")
+        if design != last_design:
+            torch._dynamo.reset()
+            last_design = design
         with open(run_dir / LOG_FILE, "a") as out:
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
