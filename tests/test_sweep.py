@@ -481,6 +481,27 @@ def test_worker_drops_compiled_graphs_only_when_the_design_changes(tmp_path):
                     "gla-s2": "resets seen 3"}
 
 
+def test_loss_figure_draws_each_runs_final_validation_only(tmp_path, monkeypatch):
+    """Evaluations during training see only the split's first batches (another text than the final
+    evaluation's whole split), so the loss figure marks each run's final validation loss and no other."""
+    from decaylab.sweep import report
+    from decaylab.sweep.rundir import DesignResult
+
+    def curve(final: float) -> list[dict]:
+        validation = {20: 4.0, 40: final}  # during training (first batches only) and final
+        return [{"step": s, "tokens": 100 * s, "loss": 3.0, **({"val_loss": validation[s]} if s in validation else {})}
+                for s in range(1, 41)]
+
+    design = DecaySpec("gla")
+    results = {presets.design_key(design): DesignResult(design, curves=[curve(3.1), curve(3.2)])}
+    drawn = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: drawn.append(fig))
+    assert report.plot_losses(Family("a", "parameterization", "?", (design,)), results, tmp_path / "loss.png")
+    (ax,) = drawn[0].axes
+    markers = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+    assert [(list(m.get_xdata()), list(m.get_ydata())) for m in markers] == [([4000, 4000], [3.1, 3.2])]
+
+
 def test_recall_probes_only_the_designs_of_the_scales_mqar_families(tmp_path, dataset_dir):
     """With ``mqar_families=("a",)`` a design shown in family (a) (and also in (b)) gets the probe and
     its curve; a design shown only in (b) gets neither, and says why; run.json records which."""

@@ -177,7 +177,7 @@ def plot_loss_intervals(family: Family, results: dict[str, DesignResult], path: 
     if errors:
         ax.axvspan(means[-1] - errors[-1], means[-1] + errors[-1], color="tab:green", alpha=0.15,
                    label="the best's 95% interval")
-        ax.legend(fontsize="x-small", loc="lower right")
+        ax.legend(fontsize="x-small", loc="upper right")  # rows run best (left) at the top to worst at the bottom
     ax.set_yticks(range(len(rows)), labels, fontsize="small")
     ax.set_xlabel("final validation loss (nats)")
     basis = f"95% t-intervals, pooled s_p = {pool.sd:.4f}, df {pool.df}" if pool.df else "no seed variance (one seed)"
@@ -192,7 +192,9 @@ def _smooth(values: list[float], window: int = SMOOTH_POINTS) -> list[float]:
 
 
 def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
-    """Training loss (seed mean, smoothed) and validation points over the last half of training."""
+    """Training loss (seed mean, smoothed) over the last half of training and each run's final
+    validation loss (the whole split). Evaluations during training are left out: they see only the
+    split's first ``eval_batches`` batches, a different text, so their level is not comparable."""
     fig, ax = _figure()
     drawn = 0
     for i, d in enumerate(family.designs):
@@ -210,14 +212,14 @@ def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) ->
         kept = [(by_step[s][0][0], v) for s, v in zip(steps, loss) if s >= half]
         style = design_style(i)
         ax.plot(*zip(*kept), linewidth=1.2, label=design_label(d), color=style["color"], linestyle=style["linestyle"])
-        val = [(r["tokens"], r["val_loss"]) for curve in curves for r in curve if "val_loss" in r and r["step"] >= half]
+        val = [(curve[-1]["tokens"], curve[-1]["val_loss"]) for curve in curves if "val_loss" in curve[-1]]
         if val:
             ax.plot(*zip(*val), linestyle="none", marker=style["marker"], color=style["color"], markersize=4)
         drawn += 1
     if not drawn:
         return False
     ax.set_xlabel("training tokens")
-    ax.set_ylabel(f"loss (nats; moving average of {SMOOTH_POINTS} logs; dots: validation)")
+    ax.set_ylabel(f"loss (nats; moving average of {SMOOTH_POINTS} logs; dots: final validation)")
     ax.set_title(f"({family.key}) {family.name}: training loss, last half of training")
     _legend(ax, drawn)
     _save(fig, path)
