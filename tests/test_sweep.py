@@ -178,6 +178,24 @@ def test_report_of_a_seeded_sweep_draws_intervals_and_loss_against_decay(tmp_pat
     assert "then → now" not in report  # not the h200 study
 
 
+def test_cross_scale_designs_keep_every_claims_comparisons_of_the_optimal_ones():
+    """The second scale point trains a subset of the first's designs (same run ids, so results line up)
+    that still holds each claim's comparisons: SD-p from 0.5 to 0.999 and the decays of (a), every
+    shared/separate pair, every scalar/vector pair, RoPE against none for each decay of (d)."""
+    optimal, cross = presets.optimal_families(), presets.cross_scale_families()
+    assert presets.PRESETS["h200-optimal-wide"].design_set == "cross-scale"
+    runs = {r.run_id for r in expand(cross, (0,))}
+    assert runs < {r.run_id for r in expand(optimal, (0,))} and len(runs) == 19
+    a = {d.decay for d in cross["a"].designs if d is not None}
+    assert {"sd-0.5", "sd-0.999", "mamba2", "mamba2-no-delta", "gla", "hgrn2", "lightnet", "tnl"} <= a
+    assert cross["b"] == optimal["b"]
+    vector = {d.decay for d in cross["c"].designs if d is not None and d.decay_granularity == "vector"}
+    assert vector and all(DecaySpec(n, "scalar") in cross["c"].designs for n in vector)
+    assert {(d.decay, d.positional) for d in cross["d"].designs if d is not None} == {
+        (n, p) for n in ("sd-0.99", "tnl") for p in ("none", "rope")}
+    assert all(f.designs[-1] is None for f in cross.values())  # the softmax reference in each
+
+
 def test_compute_optimal_presets_compare_their_verdicts_with_the_2026_11_28_report():
     from decaylab.sweep.report import previous_verdicts
 
