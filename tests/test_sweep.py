@@ -499,25 +499,31 @@ def test_worker_drops_compiled_graphs_only_when_the_design_changes(tmp_path):
                     "gla-s2": "resets seen 3"}
 
 
-def test_loss_figure_draws_each_runs_final_validation_only(tmp_path, monkeypatch):
-    """Evaluations during training see only the split's first batches (another text than the final
-    evaluation's whole split), so the loss figure marks each run's final validation loss and no other."""
+def test_loss_figure_draws_only_validations_on_the_final_ones_tokens(tmp_path, monkeypatch):
+    """An evaluation during training that saw fewer validation tokens than the final one (the split's
+    first batches: another text) is not drawn next to it; one on the same tokens is, and so is the
+    final one of a run recorded before ``val_tokens`` was logged."""
     from decaylab.sweep import report
     from decaylab.sweep.rundir import DesignResult
 
-    def curve(final: float) -> list[dict]:
-        validation = {20: 4.0, 40: final}  # during training (first batches only) and final
-        return [{"step": s, "tokens": 100 * s, "loss": 3.0, **({"val_loss": validation[s]} if s in validation else {})}
-                for s in range(1, 41)]
+    def curve(final: float, tokens_at_30: int | None) -> list[dict]:
+        validation = {20: (4.0, 900), 30: (3.5, tokens_at_30), 40: (final, 1000)}  # step -> (loss, val tokens)
+        rows = [{"step": s, "tokens": 100 * s, "loss": 3.0} for s in range(1, 41)]
+        for row in rows:
+            if row["step"] in validation:
+                loss, tokens = validation[row["step"]]
+                row.update(val_loss=loss, **({"val_tokens": tokens} if tokens is not None else {}))
+        return rows
 
+    legacy = [{k: v for k, v in r.items() if k != "val_tokens"} for r in curve(3.3, None)]
     design = DecaySpec("gla")
-    results = {presets.design_key(design): DesignResult(design, curves=[curve(3.1), curve(3.2)])}
+    results = {presets.design_key(design): DesignResult(design, curves=[curve(3.1, 1000), curve(3.2, 500), legacy])}
     drawn = []
     monkeypatch.setattr(report, "_save", lambda fig, path: drawn.append(fig))
     assert report.plot_losses(Family("a", "parameterization", "?", (design,)), results, tmp_path / "loss.png")
     (ax,) = drawn[0].axes
-    markers = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
-    assert [(list(m.get_xdata()), list(m.get_ydata())) for m in markers] == [([4000, 4000], [3.1, 3.2])]
+    (markers,) = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+    assert sorted(zip(markers.get_xdata(), markers.get_ydata())) == [(3000, 3.5), (4000, 3.1), (4000, 3.2), (4000, 3.3)]
 
 
 def test_recall_probes_only_the_designs_of_the_scales_mqar_families(tmp_path, dataset_dir):

@@ -274,6 +274,19 @@ def test_checkpoint_loads_without_code_and_as_pretrained(tmp_path, dataset_dir):
     assert evaluate(model, val, seq_len=32, batch_size=4, max_batches=4)["val_loss"] == pytest.approx(final["val_loss"], rel=1e-6)
 
 
+def test_evaluations_log_how_many_validation_tokens_they_saw(tmp_path, dataset_dir):
+    """Each evaluation in metrics.jsonl records its target tokens: eval_batches batches of windows
+    during training, final_eval_batches at the end (so a report can tell comparable ones apart)."""
+    from decaylab.data import TokenDataset
+
+    run_dir = tmp_path / "run"
+    train(tiny_config(run_dir, dataset_dir, steps=8, eval_every=4, eval_batches=1, final_eval_batches=2))
+    windows = len(TokenDataset.open(dataset_dir, "val")) // 32
+    assert windows >= 8, "the test dataset is too small to tell 1 batch of 4 windows from 2"
+    seen = {r["step"]: r["val_tokens"] for r in read_metrics(run_dir) if "val_loss" in r}
+    assert seen == {4: 1 * 4 * 32, 8: 2 * 4 * 32}
+
+
 def test_metrics_log_drops_records_after_the_resume_step_and_a_cut_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste')
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]

@@ -87,7 +87,9 @@ epochs); 4 epochs give 6.3 per non-embedding parameter, and a still larger model
 25.6M) only 2.7. Its cost per token is ~2.3× the small model's (6 × 17M against 6 × 7.4M FLOPs), so
 ~1.25M tokens/s and ~55 s per run are expected (not measured yet); lr 1.5e-3 (not tuned: 2e-3 at
 d 256, lowered for width). The recall probe is off: it trains its own ``tiny`` model, so it would
-repeat the first scale's. Its designs are the ``cross-scale`` set (19 designs, 57 runs, ~55 GPU minutes
+repeat the first scale's. Its evaluations during training cover the whole validation split, as the
+final one does (at the first scale only its first 10 batches), so the loss figure shows whether 4
+epochs overfit. Its designs are the ``cross-scale`` set (19 designs, 57 runs, ~55 GPU minutes
 expected against ~80 for all 30): measured, a design's first run in a sitting costs 2–4 later seeds,
 and the first scale point needs ~2 GPU hours, so the second keeps only what each claim compares.
 
@@ -308,10 +310,10 @@ def _softmax_fields(overrides: dict) -> dict:
 
 def _train(seq_len: int, batch: int, steps: int, lr: float, *, grad_accum: int = 1, eval_every: int = 0,
            final_eval_batches: int = 20, eval_batch_size: int = 16, log_every: int = 10, ckpt_every: int = 100,
-           warmup_steps: int | None = None) -> dict:
+           warmup_steps: int | None = None, eval_batches: int = 10) -> dict:
     return {"seq_len": seq_len, "micro_batch_size": batch, "grad_accum": grad_accum, "steps": steps, "lr": lr,
             "warmup_steps": steps // 10 if warmup_steps is None else warmup_steps, "schedule": "cosine",
-            "eval_every": eval_every, "eval_batches": 10, "final_eval_batches": final_eval_batches,
+            "eval_every": eval_every, "eval_batches": eval_batches, "final_eval_batches": final_eval_batches,
             "eval_batch_size": eval_batch_size, "log_every": log_every, "ckpt_every": ckpt_every}
 
 
@@ -345,7 +347,7 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     # ~17M parameters (10.8M without the embeddings and LM head), 68M tokens = 4 epochs of the larger corpus
     # (6.3 per non-embedding parameter): the second, larger scale point of issue 16 (see the module docstring).
     Scale("optimal-wide", "small", LARGE_8K, {**_train(512, 32, 4150, 1.5e-3, eval_every=1000, ckpt_every=500,
-                                                      final_eval_batches=100), "compile_mode": "reduce-overhead"},
+                                                      eval_batches=100, final_eval_batches=100), "compile_mode": "reduce-overhead"},
           model_overrides={"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1024},
           extrapolation_batches=16, cloze_examples=500),
     # The paper's sizes: sequence length 2048, 0.5M tokens per step, 10B tokens.

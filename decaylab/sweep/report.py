@@ -192,9 +192,10 @@ def _smooth(values: list[float], window: int = SMOOTH_POINTS) -> list[float]:
 
 
 def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) -> bool:
-    """Training loss (seed mean, smoothed) over the last half of training and each run's final
-    validation loss (the whole split). Evaluations during training are left out: they see only the
-    split's first ``eval_batches`` batches, a different text, so their level is not comparable."""
+    """Training loss (seed mean, smoothed) over the last half of training and each run's validation
+    losses on the same tokens as its final one: an evaluation during training that saw only the
+    split's first ``eval_batches`` batches (another text; or a run recorded before ``val_tokens``
+    was logged) is left out, as its level is not comparable."""
     fig, ax = _figure()
     drawn = 0
     for i, d in enumerate(family.designs):
@@ -212,14 +213,16 @@ def plot_losses(family: Family, results: dict[str, DesignResult], path: Path) ->
         kept = [(by_step[s][0][0], v) for s, v in zip(steps, loss) if s >= half]
         style = design_style(i)
         ax.plot(*zip(*kept), linewidth=1.2, label=design_label(d), color=style["color"], linestyle=style["linestyle"])
-        val = [(curve[-1]["tokens"], curve[-1]["val_loss"]) for curve in curves if "val_loss" in curve[-1]]
+        val = [(r["tokens"], r["val_loss"]) for curve in curves if "val_loss" in curve[-1] for r in curve
+               if r is curve[-1] or ("val_loss" in r and r["step"] >= half
+                                     and r.get("val_tokens", -1) == curve[-1].get("val_tokens"))]
         if val:
             ax.plot(*zip(*val), linestyle="none", marker=style["marker"], color=style["color"], markersize=4)
         drawn += 1
     if not drawn:
         return False
     ax.set_xlabel("training tokens")
-    ax.set_ylabel(f"loss (nats; moving average of {SMOOTH_POINTS} logs; dots: final validation)")
+    ax.set_ylabel(f"loss (nats; moving average of {SMOOTH_POINTS} logs; dots: validation)")
     ax.set_title(f"({family.key}) {family.name}: training loss, last half of training")
     _legend(ax, drawn)
     _save(fig, path)

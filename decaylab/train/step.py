@@ -135,6 +135,7 @@ def validation_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
 
 def evaluate(model: nn.Module, data: Any, seq_len: int, batch_size: int, max_batches: int | None = None,
              rt: Runtime | None = None, autocast: Any = contextlib.nullcontext()) -> dict[str, float]:
-    """``{"val_loss", "val_ppl"}`` of :func:`validation_loss` over ``data.iter_eval`` windows."""
-    val_loss, _ = validation_loss(model, data.iter_eval(seq_len, batch_size, max_batches), rt, autocast)
-    return {"val_loss": val_loss, "val_ppl": perplexity(val_loss)}
+    """``{"val_loss", "val_ppl", "val_tokens"}`` of :func:`validation_loss` over ``data.iter_eval``
+    windows (the first ``max_batches`` batches of the split; ``val_tokens`` says how many targets)."""
+    val_loss, tokens = validation_loss(model, data.iter_eval(seq_len, batch_size, max_batches), rt, autocast)
+    return {"val_loss": val_loss, "val_ppl": perplexity(val_loss), "val_tokens": tokens}
