@@ -11,6 +11,10 @@
 # and SWEEP_DIR from the last sitting. KILL_AFTER_S (default MINUTES·60 + 120) stops a sweep that
 # overruns, leaving time to pack. Unpack the record with `tar xzf sweep.tgz` in the repository root.
 set -uo pipefail
+if [[ $# -lt 3 || ! "$3" =~ ^[0-9]+$ ]]; then
+  echo "usage: bash scripts/gpu_sitting.sh PRESET SWEEP_DIR MINUTES [KILL_AFTER_S] (MINUTES a whole number)" >&2
+  exit 2
+fi
 PRESET="$1"; DIR="$2"; MINUTES="$3"; KILL_AFTER="${4:-$((MINUTES * 60 + 120))}"
 OUT="${OUT:-.}"
 mkdir -p "$OUT"
