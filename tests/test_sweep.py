@@ -475,8 +475,8 @@ def test_initial_decay_is_measured_on_the_step0_model(tmp_path, dataset_dir):
 
 def test_worker_drops_compiled_graphs_only_when_the_design_changes(tmp_path):
     """The worker process resets torch.compile before a run of another design than the last (its
-    recompile limit counts every configuration of the process: a sweep of many designs would
-    otherwise train eager from the fifth), and keeps the graphs between seeds of one design. A
+    recompile limit counts every configuration of the process: the study's sweep trained eager from
+    its third design), and keeps the graphs between seeds of one design. A
     stand-in for the run's work writes how many resets it has seen into each run's log."""
     import subprocess
     import sys
