@@ -526,6 +526,47 @@ def test_loss_figure_draws_only_validations_on_the_final_ones_tokens(tmp_path, m
     assert sorted(zip(markers.get_xdata(), markers.get_ydata())) == [(3000, 3.5), (4000, 3.1), (4000, 3.2), (4000, 3.3)]
 
 
+def test_report_gives_each_invocations_training_tokens_and_throughput():
+    """Per invocation: the training tokens of the runs it completed, per second of its wall time and
+    per second of their training steps; an invocation recorded before ``runs_done`` shows a dash."""
+    from decaylab.sweep.report import _provenance
+
+    env = {"hardware": "1 × GPU", "host": "h", "python": "3.12", "torch": "2.11", "decaylab": "0.1"}
+    calls = [{"command": "decaylab sweep", "started": "then", "wall_s": 50.0, "done": 1, "skipped": 0,
+              "failed": 0, **env},
+             {"command": "decaylab sweep", "started": "now", "wall_s": 10.0, "done": 2, "skipped": 1,
+              "failed": 0, "runs_done": ["a-s0", "b-s0"], **env}]
+    rows = [{"run_id": "a-s0", "tokens": 1_000_000, "train_time_s": 1.0},
+            {"run_id": "b-s0", "tokens": 1_000_000, "train_time_s": 3.0},
+            {"run_id": "old-s0", "tokens": 5_000_000, "train_time_s": 1.0}]
+    table = [line for line in _provenance({"invocations": calls}, rows) if line.startswith("| then") or
+             line.startswith("| now")]
+    assert [line.split(" | ")[4] for line in table] == ["—", "2.0M / 0.20M / 0.50M"]
+
+
+def test_invocations_record_the_source_commit_and_whether_it_was_changed(tmp_path):
+    import subprocess
+
+    from decaylab.sweep.runner import source_commit
+
+    package = tmp_path / "repo" / "pkg"
+    package.mkdir(parents=True)
+    (package / "code.py").write_text("x = 1\n")
+    assert source_commit(package) is None  # not a git checkout (an installed release)
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path / "repo"), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = git("rev-parse", "--short", "HEAD")
+    assert source_commit(package) == head
+    (package / "code.py").write_text("x = 2\n")
+    assert source_commit(package) == head + "+changes"
+
+
 def test_recall_probes_only_the_designs_of_the_scales_mqar_families(tmp_path, dataset_dir):
     """With ``mqar_families=("a",)`` a design shown in family (a) (and also in (b)) gets the probe and
     its curve; a design shown only in (b) gets neither, and says why; run.json records which."""

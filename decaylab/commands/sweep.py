@@ -126,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "done", "failed", "interrupted", "deferred")}
     seconds = time.perf_counter() - start
     record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
+                             "runs_done": [o.run_id for o in outcomes if o.status == "done"],
                              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
                              **environment()})
     if counts["interrupted"]:

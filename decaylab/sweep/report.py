@@ -468,20 +468,35 @@ def _claims_section(found: list[Claim], pool: PooledVariance, results: dict[str,
     return lines
 
 
-def _provenance(record: dict) -> list[str]:
-    """Every invocation of the sweep: command, start, wall time, outcome counts, versions, hardware."""
+def _throughput(call: dict, by_run: dict[str, dict]) -> str:
+    """Training tokens of the runs an invocation completed, tokens/s over its wall time and over their
+    training time (— for an invocation recorded before ``runs_done`` was)."""
+    done = [by_run[r] for r in call.get("runs_done", []) if by_run.get(r, {}).get("tokens")]
+    if not done:
+        return "—"
+    tokens, train_s = sum(r["tokens"] for r in done), sum(r["train_time_s"] for r in done)
+    return f"{tokens / 1e6:,.1f}M / {tokens / call['wall_s'] / 1e6:.2f}M / {tokens / train_s / 1e6:.2f}M"
+
+
+def _provenance(record: dict, rows: list[dict]) -> list[str]:
+    """Every invocation of the sweep: command, start, wall time, outcome counts, training tokens and
+    tokens/s of the runs it completed, versions, hardware."""
     calls = record.get("invocations", [])
     if not calls:
         return []
+    by_run = {r["run_id"]: r for r in rows}
     lines = ["", "## How this sweep ran", "",
-             f"Total wall time of the invocations: {sum(c['wall_s'] for c in calls) / 60:.1f} minutes.", "",
-             "| started | command | wall | runs done / skipped / failed / interrupted | hardware | versions |",
-             "|---|---|---|---|---|---|"]
+             f"Total wall time of the invocations: {sum(c['wall_s'] for c in calls) / 60:.1f} minutes. Tokens: "
+             "training tokens of the runs the invocation completed / per second of its wall time / per second "
+             "of their training steps.", "",
+             "| started | command | wall | runs done / skipped / failed / interrupted | tokens | hardware | versions |",
+             "|---|---|---|---|---|---|---|"]
     for c in calls:
         lines.append(f"| {c['started']} | `{c['command']}` | {c['wall_s'] / 60:.1f} min | "
                      f"{c['done']} / {c['skipped']} / {c['failed']} / {c.get('interrupted', 0)} | "
-                     f"{c['hardware']} ({c['host']}) | "
-                     f"Python {c['python']}, torch {c['torch']}, decaylab {c['decaylab']} |")
+                     f"{_throughput(c, by_run)} | {c['hardware']} ({c['host']}) | "
+                     f"Python {c['python']}, torch {c['torch']}, decaylab {c['decaylab']}"
+                     + (f" ({c['commit']})" if c.get("commit") else "") + " |")
     return lines
 
 
@@ -511,7 +526,7 @@ def write_report(root: str | Path) -> Path:
                 lines.append(f"*{title}: no data yet.*")
             lines.append("")
         lines += recall_curve_section(fam, results, record["scale"], out / f"recall_{fam.key}.png")
-    lines += _provenance(record)
+    lines += _provenance(record, rows)
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path

@@ -62,9 +62,26 @@ def environment() -> dict:
     import decaylab
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    commit = source_commit(Path(decaylab.__file__).parent)
     return {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
-            "decaylab": getattr(decaylab, "__version__", "unknown"),
+            "decaylab": getattr(decaylab, "__version__", "unknown"), **({"commit": commit} if commit else {}),
             "hardware": f"{len(gpus)} × {gpus[0]}" if gpus else f"CPU, {len(os.sched_getaffinity(0))} cores"}
+
+
+def source_commit(package: Path) -> str | None:
+    """The git commit of the checkout ``package`` lives in (short hash, ``+changes`` when its files
+    differ from it), or None outside a git checkout (an installed release)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head is None:
+        return None
+    return head + ("+changes" if git("status", "--porcelain", "--", ".") else "")
 
 
 def prepare_data(data: dict, progress: bool = True) -> dict:
