@@ -4,15 +4,16 @@
 # and packs the record of the runs it completed, without checkpoints, as OUT/sweep.tgz, so that the
 # next sitting (on a fresh machine) resumes from it.
 #
-#   bash scripts/gpu_sitting.sh PRESET SWEEP_DIR MINUTES [KILL_AFTER_S]
+#   bash scripts/gpu_sitting.sh PRESET SWEEP_DIR MINUTES [KILL_AFTER_S [SWEEP_OPTION ...]]
 #
 # Carry (or have at hand): .whl (scripts/offline_wheels.sh), the preset's prepared dataset (for
 # h200-optimal: runs/data/large-8k, `decaylab prepare large --out runs/data/large-8k --vocab-size 8192`)
 # and SWEEP_DIR from the last sitting. KILL_AFTER_S (default MINUTES·60 + 120) stops a sweep that
-# overruns, leaving time to pack. Unpack the record with `tar xzf sweep.tgz` in the repository root.
+# overruns, leaving time to pack. Further options go to `decaylab sweep` (e.g. --close-calls once
+# every run is done). Unpack the record with `tar xzf sweep.tgz` in the repository root.
 set -uo pipefail
 if [[ $# -lt 3 || ! "$3" =~ ^[0-9]+$ ]]; then
-  echo "usage: bash scripts/gpu_sitting.sh PRESET SWEEP_DIR MINUTES [KILL_AFTER_S] (MINUTES a whole number)" >&2
+  echo "usage: bash scripts/gpu_sitting.sh PRESET SWEEP_DIR MINUTES [KILL_AFTER_S [SWEEP_OPTION ...]] (MINUTES a whole number)" >&2
   exit 2
 fi
 PRESET="$1"; DIR="$2"; MINUTES="$3"; KILL_AFTER="${4:-$((MINUTES * 60 + 120))}"
@@ -33,7 +34,7 @@ export PYTHONUNBUFFERED=1
   git log -1 --format="decaylab %H %cd" 2>/dev/null
 } 2>&1 | tee "$OUT/sitting.log"
 timeout --signal=INT --kill-after=30 "$KILL_AFTER" \
-  python3 -m decaylab sweep --preset "$PRESET" --out "$DIR" --time-limit "$MINUTES" 2>&1 | tee -a "$OUT/sitting.log"
+  python3 -m decaylab sweep --preset "$PRESET" --out "$DIR" --time-limit "$MINUTES" "${@:5}" 2>&1 | tee -a "$OUT/sitting.log"
 status=${PIPESTATUS[0]}
 python3 -m decaylab sweep --preset "$PRESET" --out "$DIR" --list 2>&1 | tee -a "$OUT/sitting.log"
 date -u +"sitting end %Y-%m-%dT%H:%M:%SZ (sweep exit status $status)" | tee -a "$OUT/sitting.log"

@@ -82,6 +82,73 @@ def test_sweep_command_lists_runs_and_refuses_another_scale(tmp_path, capsys):
         init_sweep(tmp_path / "s", "quick", fams, presets.SCALES["tiny"], seeds, data)
 
 
+def test_close_calls_add_two_seeds_to_each_design_of_a_close_comparison(tmp_path, capsys):
+    """Family (b) with three finished seeds per design (sample SD 0.01 each, so s_p = 0.01, df 12,
+    95% half-width of a Δ 0.0178): GLA shared is 0.013 worse than GLA separate (its interval crosses
+    zero by less than half its half-width: a close call), the other pairs 0.1 apart. ``--close-calls``
+    adds seeds 3 and 4 to both GLA designs and no other; the record keeps them for later invocations,
+    which list them without the option."""
+    from decaylab.cli import main as cli_main
+    from decaylab.sweep.verdicts import pooled_variance
+
+    families, scale, seeds = presets.resolve("h200", ["b"], None, (0, 1, 2))
+    root = tmp_path / "sweep"
+    init_sweep(root, "h200", families, scale, seeds, {"source": None, "dir": str(tmp_path), "vocab_size": 8, "seed": 0})
+    base = {"mamba2-vector-sep-none": 3.0, "mamba2-vector-shared-none": 3.1, "gla-vector-sep-none": 3.2,
+            "gla-vector-shared-none": 3.213, "sd-0.99-vector-sep-none": 3.4, "sd-0.99-vector-shared-none": 3.5}
+    for key, loss in base.items():
+        for seed, offset in zip(seeds, (-0.01, 0.0, 0.01)):
+            run = root / "runs" / f"{key}-s{seed}"
+            run.mkdir(parents=True)
+            (run / "final.json").write_text(json.dumps({"val_loss": loss + offset}))
+            (run / "eval.json").write_text(json.dumps({"complete": True}))
+    pool = pooled_variance([[v - 0.01, v, v + 0.01] for v in base.values()])
+    assert pool.df == 12 and pool.half_width(3) * (2 ** 0.5) / 2 < 0.013 < pool.half_width(3) * 2 ** 0.5
+
+    args = ["sweep", "--preset", "h200", "--families", "b", "--seeds", "0,1,2", "--out", str(root), "--list"]
+    assert cli_main(args + ["--close-calls"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "close calls: gla-vector-sep-none seeds [3, 4], gla-vector-shared-none seeds [3, 4]"
+    listed = {line.split()[0]: line.split()[1] for line in out[1:]}
+    assert {r for r, state in listed.items() if state == "new"} == {
+        f"gla-vector-{s}-none-s{n}" for s in ("sep", "shared") for n in (3, 4)} | {f"softmax-s{n}" for n in seeds}
+    assert "extra_seeds" not in json.loads((root / "sweep.json").read_text())  # --list writes nothing
+
+    # Recorded (as an invocation that ran would record them), they are listed without the option, after
+    # the design's own seeds; with it, a design that has them already gets no more.
+    init_sweep(root, "h200", families, scale, seeds, {"source": None, "dir": str(tmp_path), "vocab_size": 8, "seed": 0},
+               {"gla-vector-sep-none": [3, 4]})
+    assert cli_main(args) == 0
+    ids = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert ids[6:11] == [f"gla-vector-sep-none-s{n}" for n in range(5)] and "gla-vector-shared-none-s3" not in ids
+    assert cli_main(args + ["--close-calls"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "close calls: gla-vector-shared-none seeds [3, 4]"
+
+
+def test_extra_seeds_are_merged_across_invocations_and_follow_their_designs_own(tmp_path):
+    fams, scale, _ = presets.resolve("quick", ["d"])
+    data = {"source": None, "dir": str(tmp_path / "data"), "vocab_size": 2048, "seed": 0}
+    init_sweep(tmp_path, "quick", fams, scale, (0,), data, {"tnl-scalar-sep-rope": [2, 1]})
+    init_sweep(tmp_path, "quick", fams, scale, (0,), data, {"tnl-scalar-sep-rope": [3], "softmax": [0, 5]})
+    record, _, runs = load_sweep(tmp_path)
+    assert record["extra_seeds"] == {"softmax": [0, 5], "tnl-scalar-sep-rope": [1, 2, 3]}
+    ids = [r.run_id for r in runs]
+    at = ids.index("tnl-scalar-sep-rope-s0")
+    assert ids[at:at + 4] == [f"tnl-scalar-sep-rope-s{n}" for n in range(4)]
+    assert ids.count("softmax-s0") == 1 and ids[-2:] == ["softmax-s0", "softmax-s5"]
+    assert len(ids) == len(set(ids)) == 9 + 3 + 1  # 9 designs (softmax too) at seed 0, 3 + 1 extra
+
+
+def test_sweep_over_a_corrupt_record_says_so_in_one_line(tmp_path, capsys):
+    from decaylab.cli import main as cli_main
+
+    (tmp_path / "sweep.json").write_text("{not json")
+    assert cli_main(["sweep", "--preset", "quick", "--out", str(tmp_path), "--list"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"decaylab sweep: error: {tmp_path / 'sweep.json'} cannot be read")
+    assert (tmp_path / "sweep.json").read_text() == "{not json"  # left as it was
+
+
 def test_size_is_a_deprecated_alias_of_scale(tmp_path, capsys):
     from decaylab.cli import main as cli_main
 

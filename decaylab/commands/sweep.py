@@ -15,8 +15,18 @@ from pathlib import Path
 
 from decaylab.cli_args import positive_float, positive_int
 from decaylab.sweep import presets
-from decaylab.sweep.report import write_report
-from decaylab.sweep.rundir import LOG_FILE, SweepError, expand, init_sweep, record_invocation, run_dir, run_state
+from decaylab.sweep.report import extra_seeds_for_close_calls, write_report
+from decaylab.sweep.rundir import (
+    LOG_FILE,
+    SWEEP_FILE,
+    SweepError,
+    expand,
+    init_sweep,
+    read_json,
+    record_invocation,
+    run_dir,
+    run_state,
+)
 from decaylab.sweep.runner import environment, prepare_data, run_sweep
 
 DESCRIPTION = """\
@@ -65,8 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sweep directory (default: runs/sweeps/<preset>-<scale>, e.g. runs/sweeps/quick-quick)")
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
                         help="start no run that would not end within this many minutes of the start, judged by "
-                             "the longest run finished so far (the first ones always start); "
-                             "the rest waits for the next invocation")
+                             "the longest run of its kind finished so far (a design's first run in this "
+                             "invocation, or a later one; the first ones always start); the rest waits for the "
+                             "next invocation")
+    parser.add_argument("--close-calls", action="store_true",
+                        help="first add the seeds the verdict rule asks for on the runs finished so far (5 for a "
+                             "design in a close call); later invocations run them too")
     parser.add_argument("--list", action="store_true", help="list the runs and their state, then exit")
 
 
@@ -75,8 +89,8 @@ def _command_line(args: argparse.Namespace, root: Path) -> str:
     options = {"--preset": args.preset, "--families": args.families, "--scale": args.scale,
                "--seeds": ",".join(map(str, args.seeds)) if args.seeds else None, "--steps": args.steps,
                "--workers": args.workers, "--data-dir": args.data_dir, "--only": args.only,
-               "--time-limit": args.time_limit, "--out": root}
-    return " ".join(["decaylab sweep"] + [f"{k} {v}" for k, v in options.items() if v is not None])
+               "--time-limit": args.time_limit, "--close-calls": "" if args.close_calls else None, "--out": root}
+    return " ".join(["decaylab sweep"] + [f"{k} {v}".rstrip() for k, v in options.items() if v is not None])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -96,11 +110,23 @@ def main(args: argparse.Namespace) -> int:
         if args.steps is not None:
             scale = presets.with_train(scale, steps=args.steps, warmup_steps=args.steps // 10,
                                        ckpt_every=min(scale.train["ckpt_every"], args.steps))
-        runs = expand(families, seeds)
+        expand(families, seeds)  # names every invalid design
     except ValueError as err:
         print(f"decaylab sweep: error: {err}", file=sys.stderr)
         return 2
     root = Path(args.out or f"runs/sweeps/{args.preset}-{scale.name}")
+    try:
+        extra = (read_json(root / SWEEP_FILE) or {}).get("extra_seeds", {})
+        added = (extra_seeds_for_close_calls(root, seeds, extra)
+                 if args.close_calls and (root / SWEEP_FILE).is_file() else {})
+    except (SweepError, ValueError) as err:
+        print(f"decaylab sweep: error: {root / SWEEP_FILE} cannot be read ({err}); use another --out", file=sys.stderr)
+        return 2
+    for key, more in added.items():
+        extra[key] = sorted(set(extra.get(key, [])) | set(more))
+    if args.close_calls:
+        print(f"close calls: {', '.join(f'{k} seeds {m}' for k, m in added.items()) or 'none'}", flush=True)
+    runs = expand(families, seeds, extra)
     selected = [r for r in runs if args.only is None or fnmatch.fnmatch(r.run_id, args.only)]
     if args.list:
         for run in selected:
@@ -111,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
     data = prepare_data(data)
     print(f"dataset ready: unigram perplexity {data['unigram_ppl']:.1f}", flush=True)
     try:
-        init_sweep(root, args.preset, families, scale, seeds, data)
+        init_sweep(root, args.preset, families, scale, seeds, data, extra)
     except SweepError as err:
         print(f"decaylab sweep: error: {err}", file=sys.stderr)
         return 2

@@ -420,6 +420,28 @@ def _claims(families: dict[str, Family], results: dict[str, DesignResult]) -> li
                    if (start := starting_decay(r.design, r.initial_decay)) is not None})
 
 
+def wanted_seeds(found: list[Claim], results: dict[str, DesignResult]) -> dict[str, int]:
+    """Design label → the seeds the verdict rule wants where a design has fewer finished runs
+    (:func:`decaylab.sweep.verdicts.seeds_needed` over every comparison of the claims ``found``)."""
+    seeds = {design_label(r.design): len(r.losses()) for r in results.values()}
+    return seeds_needed(seeds, [x for c in found for x in c.comparisons])
+
+
+def extra_seeds_for_close_calls(root: str | Path, seeds: tuple[int, ...],
+                                extra: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Design key → the seeds the verdict rule asks of the design beyond those it has already (``seeds``
+    and its ``extra`` ones), judged on the runs of ``root`` finished so far: ``MIN_SEEDS`` for every
+    design, ``CLOSE_CALL_SEEDS`` for one in a close call."""
+    _, families, results, _ = collect(Path(root))
+    keys = {design_label(r.design): key for key, r in results.items()}
+    added = {}
+    for label, n in wanted_seeds(_claims(families, results), results).items():
+        scheduled = set(seeds) | set(extra.get(keys[label], ()))
+        if n > len(scheduled):
+            added[keys[label]] = list(range(max(scheduled) + 1, max(scheduled) + 1 + n - len(scheduled)))
+    return added
+
+
 def previous_verdicts(preset: str) -> tuple[str, dict[int, str]] | None:
     """The report and verdicts an earlier sweep of ``preset`` (or of one of ``a+b``'s parts) reached."""
     return next((PREVIOUS_VERDICTS[p] for p in preset.split("+") if p in PREVIOUS_VERDICTS), None)
@@ -457,8 +479,7 @@ def _claims_section(found: list[Claim], pool: PooledVariance, results: dict[str,
                   "seeds; its *inconclusive* is *not decided* here). Now: this report's rule, below.", ""]
     lines += [rule_text(pool), ""]
     seeds = {design_label(r.design): len(r.losses()) for r in results.values()}
-    wanted = seeds_needed(seeds, [x for c in found for x in c.comparisons])
-    lines += _more_seeds(seeds, wanted)
+    lines += _more_seeds(seeds, wanted_seeds(found, results))
     lines += ["Comparisons:", ""]
     for c in found:
         if c.details:

@@ -2,7 +2,8 @@
 
 Layout::
 
-    sweep.json              families, designs, scale, seeds and dataset of the sweep; its invocations
+    sweep.json              families, designs, scale, seeds (and extra seeds of some designs) and
+                            dataset of the sweep; its invocations
     runs/<run id>/          one training run (the layout of decaylab.train.rundir), plus:
         run.json            what the run is: design, seed, TrainConfig fields, evaluation settings
         worker.log          output of the worker process (training, then evaluation)
@@ -93,8 +94,10 @@ def run_dir(root: Path, run_id: str) -> Path:
     return Path(root) / RUNS_DIR / run_id
 
 
-def expand(families: dict[str, Family], seeds: tuple[int, ...]) -> list[Run]:
-    """Every (design, seed) of ``families``, once each, in family order then design order.
+def expand(families: dict[str, Family], seeds: tuple[int, ...],
+           extra_seeds: dict[str, list[int]] | None = None) -> list[Run]:
+    """Every (design, seed) of ``families``, once each, in family order then design order; a design
+    of ``extra_seeds`` (design key → seeds) also gets those seeds, right after its own.
 
     Raises ``ValueError`` naming every invalid design."""
     invalid = [f"{design_key(d)}: {'; '.join(design_problems(d))}"
@@ -107,7 +110,9 @@ def expand(families: dict[str, Family], seeds: tuple[int, ...]) -> list[Run]:
             owners.setdefault(design, [])
             if key not in owners[design]:
                 owners[design].append(key)
-    return [Run(d, seed, tuple(keys)) for d, keys in owners.items() for seed in seeds]
+    extra = extra_seeds or {}
+    return [Run(d, seed, tuple(keys)) for d, keys in owners.items()
+            for seed in (*seeds, *sorted(set(extra.get(design_key(d), ())) - set(seeds)))]
 
 
 def _without_unigram(spec: dict) -> dict:
@@ -177,8 +182,9 @@ def _family_record(family: Family) -> dict:
 
 
 def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scale, seeds: tuple[int, ...],
-               data: dict) -> dict:
-    """Create or extend ``root/sweep.json``; families and seeds are merged with a previous invocation's.
+               data: dict, extra_seeds: dict[str, list[int]] | None = None) -> dict:
+    """Create or extend ``root/sweep.json``; families, seeds and ``extra_seeds`` (design key → seeds
+    of that design only, see :func:`expand`) are merged with a previous invocation's.
 
     Raises :class:`SweepError` if the directory holds a sweep at another scale or on other data."""
     root.mkdir(parents=True, exist_ok=True)
@@ -200,6 +206,11 @@ def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scal
         record["preset"] = old["preset"] if old["preset"] == preset else f"{old['preset']}+{preset}"
         record["data"] = {**old["data"], **data}
         record["invocations"] = old.get("invocations", [])
+    extra = dict((old or {}).get("extra_seeds", {}))
+    for key, more in (extra_seeds or {}).items():
+        extra[key] = sorted(set(extra.get(key, [])) | set(more))
+    if extra:
+        record["extra_seeds"] = dict(sorted(extra.items()))
     write_json_atomic(root / SWEEP_FILE, record)
     return record
 
@@ -218,7 +229,7 @@ def load_sweep(root: Path) -> tuple[dict, dict[str, Family], list[Run]]:
         raise SweepError(f"{root} is not a sweep directory: it has no {SWEEP_FILE} (run `decaylab sweep --out {root}`)")
     families = {k: Family(k, f["name"], f["question"], tuple(design_from_record(d) for d in f["designs"]))
                 for k, f in record["families"].items()}
-    return record, families, expand(families, tuple(record["seeds"]))
+    return record, families, expand(families, tuple(record["seeds"]), record.get("extra_seeds"))
 
 
 # --------------------------------------------------------------------------- results
