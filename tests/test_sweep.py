@@ -149,6 +149,34 @@ def test_sweep_over_a_corrupt_record_says_so_in_one_line(tmp_path, capsys):
     assert (tmp_path / "sweep.json").read_text() == "{not json"  # left as it was
 
 
+def test_sweep_pins_its_dataset_files_and_refuses_a_dataset_with_other_contents(tmp_path, dataset_dir):
+    """The sweep record keeps the sha256 of the prepared dataset's files (checked against hashlib);
+    a later invocation with a dataset whose files differ (say, rebuilt on a fresh machine with another
+    result) is refused, naming the file; a record from before the checksums adopts them. Runs'
+    run.json hold the data's settings only, so they do not change."""
+    import hashlib
+
+    from decaylab.sweep.rundir import SweepError
+
+    fams, scale, _ = presets.resolve("quick", ["d"])
+    data = prepare_data({"source": None, "dir": str(dataset_dir), "vocab_size": 320, "seed": 0}, progress=False)
+    assert data["checksums"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                                 for p in sorted(dataset_dir.iterdir()) if p.name != "manifest.json"}
+    root = tmp_path / "sweep"
+    legacy = {k: v for k, v in data.items() if k != "checksums"}
+    init_sweep(root, "quick", fams, scale, (0,), legacy)
+    init_sweep(root, "quick", fams, scale, (0,), data)  # adopts them
+    assert json.loads((root / "sweep.json").read_text())["data"]["checksums"] == data["checksums"]
+    init_sweep(root, "quick", fams, scale, (1,), data)  # the same files: fine
+    rebuilt = {**data, "checksums": {**data["checksums"], "train.bin": "0" * 64}}
+    with pytest.raises(SweepError, match=r"sha256 of train\.bin .* differs"):
+        init_sweep(root, "quick", fams, scale, (2,), rebuilt)
+    assert json.loads((root / "sweep.json").read_text())["seeds"] == [0, 1]  # the refused one left no trace
+    (run,) = [r for r in expand(fams, (0,)) if r.design is None]
+    assert run_spec(run, scale, data)["train"]["data"] == {k: v for k, v in data.items()
+                                                          if k not in ("checksums", "unigram_ppl")}
+
+
 def test_size_is_a_deprecated_alias_of_scale(tmp_path, capsys):
     from decaylab.cli import main as cli_main
 

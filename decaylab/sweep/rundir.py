@@ -115,16 +115,30 @@ def expand(families: dict[str, Family], seeds: tuple[int, ...],
             for seed in (*seeds, *sorted(set(extra.get(design_key(d), ())) - set(seeds)))]
 
 
-def _without_unigram(spec: dict) -> dict:
-    """A data spec without its measured unigram perplexity (a property of the data, not of a run)."""
-    return {k: v for k, v in spec.items() if k != "unigram_ppl"}
+MEASURED_DATA = ("unigram_ppl", "checksums")  # properties of the prepared data, not settings of a run
+
+
+def _settings_only(spec: dict) -> dict:
+    """A data spec without what was measured of the prepared data (``MEASURED_DATA``)."""
+    return {k: v for k, v in spec.items() if k not in MEASURED_DATA}
+
+
+def _check_same_data(root: Path, old: dict, new: dict) -> None:
+    """Raise :class:`SweepError` when the sweep's recorded dataset files (their sha256) differ from the
+    ones at hand: a dataset rebuilt with another result would mix two datasets in one sweep."""
+    changed = sorted(name for name, digest in old.get("checksums", {}).items()
+                     if new.get("checksums", {}).get(name, digest) != digest)
+    if changed:
+        raise SweepError(f"{root} was trained on other data: the sha256 of {', '.join(changed)} in {new['dir']} "
+                         f"differs from the one recorded in {root / SWEEP_FILE}; bring the dataset the sweep used, "
+                         "or use another --out directory")
 
 
 def run_spec(run: Run, scale: Scale, data: dict) -> dict:
     """The content of ``run.json``: everything the worker needs, and nothing that varies between
     restarts (the run directory itself is filled in by the worker, so a sweep directory can move)."""
     train = scale.train_values(run.design, run.seed)
-    train["data"] = _without_unigram(data)
+    train["data"] = _settings_only(data)
     return {
         "run_id": run.run_id,
         "design": design_record(run.design),
@@ -193,9 +207,10 @@ def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scal
               "families": {k: _family_record(f) for k, f in families.items()}}
     if old is not None:
         for key in ("scale", "data"):
-            if _without_unigram(old[key]) != _without_unigram(record[key]):
+            if _settings_only(old[key]) != _settings_only(record[key]):
                 raise SweepError(f"{root} holds a sweep with another {key} ({json.dumps(old[key])}); "
                                  f"this one has {json.dumps(record[key])}. Use another --out directory.")
+        _check_same_data(root, old["data"], data)
         record["seeds"] = sorted(set(old["seeds"]) | set(record["seeds"]))
         merged = dict(old["families"])
         for key, fam in record["families"].items():

@@ -85,8 +85,8 @@ def source_commit(package: Path) -> str | None:
 
 
 def prepare_data(data: dict, progress: bool = True) -> dict:
-    """Prepare (or find, cached) the sweep's dataset; return the data spec with an absolute ``dir``
-    and the dataset's unigram perplexity."""
+    """Prepare (or find, cached) the sweep's dataset; return the data spec with an absolute ``dir``,
+    the dataset's unigram perplexity and the sha256 of its files (``checksums``, from its manifest)."""
     from decaylab.data import TokenDataset, prepare_dataset
 
     spec = {**data, "dir": str(Path(data["dir"]).resolve())}
@@ -94,7 +94,9 @@ def prepare_data(data: dict, progress: bool = True) -> dict:
     if spec.get("source") is not None:
         path = prepare_dataset(spec["source"], path, vocab_size=spec["vocab_size"], seed=spec["seed"],
                                progress=progress)
-    return {**spec, "dir": str(path), "unigram_ppl": TokenDataset.open(path, "val").unigram_perplexity()}
+    val = TokenDataset.open(path, "val")
+    return {**spec, "dir": str(path), "unigram_ppl": val.unigram_perplexity(),
+            "checksums": {name: entry["sha256"] for name, entry in sorted(val.manifest["files"].items())}}
 
 
 # --------------------------------------------------------------------------- execution

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# What a GPU sitting of the study carries, built here where the package registries are reachable; each
+# piece is built only when it is missing (a fresh checkout has none of them: all three are git-ignored).
+#
+#   bash scripts/study_inputs.sh        # -> .whl/ (14 MB) and runs/data/large-8k/ (34 MB)
+#
+# then carry [".whl", "runs/data/large-8k"] into `bash scripts/gpu_sitting.sh ...`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -x .venv/bin/decaylab ]] || bash scripts/setup.sh
+CORPUS="${DECAYLAB_CACHE:-$HOME/.cache/decaylab}/corpus-large/manifest.json"
+[[ -f "$CORPUS" ]] || .venv/bin/python scripts/build_corpus.py --large
+.venv/bin/decaylab prepare large --out runs/data/large-8k --vocab-size 8192 --seed 0   # cached when it is there
+compgen -G ".whl/*.whl" >/dev/null || bash scripts/offline_wheels.sh .whl 3.12
+du -sh .whl runs/data/large-8k
