@@ -177,6 +177,43 @@ def test_sweep_pins_its_dataset_files_and_refuses_a_dataset_with_other_contents(
                                                           if k not in ("checksums", "unigram_ppl")}
 
 
+def test_gpu_sitting_script_packs_only_the_runs_that_completed(tmp_path):
+    """scripts/gpu_sitting.sh on a sweep with one complete, one trained-but-unevaluated and one new run
+    (the sweep itself runs nothing: ``--only`` matches no run): the packed record holds sweep.json and
+    the complete run without its checkpoints, not the others (without checkpoints they could not
+    resume); the log has the sitting's start and end; the script's python3 is this environment's."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "sweep"
+    for run, files in {"softmax-s0": {"final.json": {"val_loss": 3.0}, "eval.json": {"complete": True}},
+                       "tnl-scalar-sep-none-s0": {"final.json": {"val_loss": 3.0}, "eval.json": {"complete": False}},
+                       "tnl-scalar-sep-rope-s0": {"run.json": {}}}.items():
+        (root / "runs" / run / "checkpoints").mkdir(parents=True)
+        (root / "runs" / run / "checkpoints" / "weights").write_text("big")
+        for name, value in files.items():
+            (root / "runs" / run / name).write_text(json.dumps(value))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # a link would leave the venv
+    (bin_dir / "python3").chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out)}
+    result = subprocess.run(["bash", str(repo / "scripts" / "gpu_sitting.sh"), "quick", "sweep", "1", "600",
+                             "--families", "d", "--only", "nothing-matches", "--data-dir", str(tmp_path / "data")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # no .whl here
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with tarfile.open(out / "sweep.tgz") as tar:
+        names = {Path(n).relative_to("sweep").as_posix() for n in tar.getnames()}
+    assert "sweep.json" in names and "runs/softmax-s0/final.json" in names
+    assert not [n for n in names if "checkpoints" in n or n.startswith("runs/tnl-")]
+    log = (out / "sitting.log").read_text()
+    assert log.startswith("sitting start ") and "sitting end " in log and "(sweep exit status 0)" in log
+
+
 def test_size_is_a_deprecated_alias_of_scale(tmp_path, capsys):
     from decaylab.cli import main as cli_main
 
