@@ -141,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
     except SweepError as err:
         print(f"decaylab sweep: error: {err}", file=sys.stderr)
         return 2
+    env = environment()  # of the code that runs, before anything can change it
     try:
         deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit - (
             time.perf_counter() - start)  # the limit counts from the start of the command
@@ -154,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
     record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
                              "runs_done": [o.run_id for o in outcomes if o.status == "done"],
                              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-                             **environment()})
+                             **env})
     if counts["interrupted"]:
         print(f"\ninterrupted: {counts['done']} runs finished in {seconds:.0f} s; run the same command to resume "
               f"({root})", file=sys.stderr)
