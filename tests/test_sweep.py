@@ -516,6 +516,32 @@ def test_time_limit_judges_a_later_seed_by_the_later_seeds_so_far(tmp_path, data
     assert [o.status for o in outcomes] == ["done"] * 4 + ["deferred"] * (len(runs) - 4)
 
 
+def test_time_limit_judges_a_run_without_probes_by_the_runs_without_probes(tmp_path, dataset_dir, monkeypatch):
+    """Recall probed for family (d) only: GLA (not in d, no probes) takes 1 s, the softmax reference
+    (probed) 100 s; with 60 s left GLA-shared (no probes) starts, judged by the 1 s, while the (d)
+    designs, probed, wait behind the 100 s."""
+    import time
+
+    from decaylab.sweep import runner
+
+    root = tmp_path / "sweep"
+    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1,), mqar_families=("d",))
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
+    runs = expand(TEST_FAMILIES, (0,))
+    assert [r.run_id for r in runs] == ["gla-vector-sep-none-s0", "softmax-s0", "gla-vector-shared-none-s0",
+                                        "gla-scalar-sep-none-s0", BROKEN]
+    seconds = iter([1.0, 100.0, 1.0])
+
+    def execute(run, run_dir, worker, stopping):
+        return runner.Outcome(run.run_id, "done", next(seconds))
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
+                                deadline=time.monotonic() + 60)
+    assert [o.status for o in outcomes] == ["done", "done", "done", "deferred", "deferred"]
+
+
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
     from decaylab.train.metrics import read_metrics
 

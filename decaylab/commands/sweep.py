@@ -76,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
                         help="start no run that would not end within this many minutes of the start, judged by "
                              "the longest run of its kind finished so far (a design's first run in this "
-                             "invocation, or a later one; the first ones always start); the rest waits for the "
-                             "next invocation")
+                             "invocation or a later one, with recall probes or without; the first ones always "
+                             "start); the rest waits for the next invocation")
     parser.add_argument("--close-calls", action="store_true",
                         help="first add the seeds the verdict rule asks for on the runs finished so far (5 for a "
                              "design in a close call); later invocations run them too")

@@ -116,10 +116,17 @@ def _unprobed(settings: dict) -> dict | None:
     return None
 
 
+def trains_probes(settings: dict, seed: int) -> bool:
+    """Whether the evaluation of a run (its ``settings``, the ``evaluation`` of run.json) trains MQAR
+    probes: the main one on every seed, or with a recall curve the main one and the curve's on the
+    seed-``CURVE_SEED`` run only."""
+    return _unprobed(settings) is None and (not settings.get("mqar_curve") or seed == CURVE_SEED)
+
+
 def _recall(model, val, settings: dict, spec: dict) -> dict:
     if unprobed := _unprobed(settings):
         return unprobed
-    if settings.get("mqar_curve") and spec["seed"] != CURVE_SEED:  # the probe's cost goes into the curve
+    if not trains_probes(settings, spec["seed"]):  # the probe's cost goes into the curve
         return {"skipped": f"with a recall curve, the probe runs on the seed-{CURVE_SEED} run of each design"}
     return _train_probe(model, settings, spec)
 

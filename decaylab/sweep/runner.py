@@ -32,7 +32,7 @@ from pathlib import Path
 
 from decaylab.decay import DecaySpec
 from decaylab.lock import LOCK_FILE, exclusive_lock
-from decaylab.sweep.evaluation import evaluate_run
+from decaylab.sweep.evaluation import evaluate_run, trains_probes
 from decaylab.sweep.presets import Scale
 from decaylab.sweep.rundir import (
     EVAL_FILE,
@@ -175,15 +175,17 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     in the order of ``runs``; a failed run does not stop the others. With a ``deadline``
     (a :func:`time.monotonic` value) a run starts only if it would end in time should it last as
     long as the longest run of its kind finished so far in this call (the first runs always start).
-    Two kinds: a design's first run in this call (it also compiles, and seed 0 trains the recall
-    curve's probes: 2-4x a later seed) and a run of a design that has already finished one; before
-    a run of some kind has finished, the longest run of any kind counts. A run cut during its
+    A kind is (whether the design has finished a run in this call already, whether the run trains
+    recall probes): a design's first run also compiles, and the probes cost as much as training
+    (2-4x a later seed in all); before a run of some kind has finished, the longest run of any kind
+    counts. A run cut during its
     evaluation loses it once its directory is carried without checkpoints. The others end
     ``deferred``: not started, left for the next invocation."""
-    todo, outcomes = [], {}
+    todo, outcomes, probed = [], {}, {}
     for run in runs:
         path = run_dir(root, run.run_id)
         spec = run_spec(run, scale, data)
+        probed[run.run_id] = trains_probes(spec["evaluation"], run.seed)
         old = read_json(path / RUN_FILE)
         if old is not None and old != spec:
             outcomes[run.run_id] = Outcome(run.run_id, "failed", message=(
@@ -207,26 +209,26 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     counter = {"done": 0}
     lock = threading.Lock()
     stopping = threading.Event()  # set on Ctrl-C: runs in flight then end "interrupted", not "failed"
-    durations: dict[bool, list[float]] = {True: [], False: []}  # of the runs done in this call, by warm
+    durations: dict[tuple[bool, bool], list[float]] = {}  # of the runs done in this call, by kind
     finished_designs: set[DecaySpec | None] = set()  # warm: a run of the design has finished in this call
 
-    def expected_seconds(warm: bool) -> float:
+    def expected_seconds(kind: tuple[bool, bool]) -> float:
         with lock:
-            return max(durations[warm] or durations[True] + durations[False], default=0.0)
+            return max(durations.get(kind) or [s for d in durations.values() for s in d], default=0.0)
 
     def execute(item: tuple[Run, Path]) -> Outcome:
         worker = pool.get()
         try:
             with lock:
-                warm = item[0].design in finished_designs
-            if deadline is not None and time.monotonic() + expected_seconds(warm) > deadline:
+                kind = (item[0].design in finished_designs, probed[item[0].run_id])
+            if deadline is not None and time.monotonic() + expected_seconds(kind) > deadline:
                 return Outcome(item[0].run_id, "deferred", message="would not end before the time limit")
             outcome = _execute(*item, worker, stopping)
         finally:
             pool.put(worker)
         with lock:
             if outcome.status == "done":
-                durations[warm].append(outcome.seconds)
+                durations.setdefault(kind, []).append(outcome.seconds)
                 finished_designs.add(item[0].design)
             counter["done"] += 1
             log(f"[{counter['done']}/{len(todo)}] {outcome.run_id}: {outcome.status} in {outcome.seconds:.0f} s"
