@@ -22,6 +22,7 @@ from decaylab.sweep.rundir import (
     SweepError,
     expand,
     init_sweep,
+    merge_extra_seeds,
     read_json,
     record_invocation,
     run_dir,
@@ -116,14 +117,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     root = Path(args.out or f"runs/sweeps/{args.preset}-{scale.name}")
     try:
-        extra = (read_json(root / SWEEP_FILE) or {}).get("extra_seeds", {})
-        added = (extra_seeds_for_close_calls(root, seeds, extra)
-                 if args.close_calls and (root / SWEEP_FILE).is_file() else {})
+        record = read_json(root / SWEEP_FILE)
+        extra = (record or {}).get("extra_seeds", {})
+        added = extra_seeds_for_close_calls(root, seeds, extra) if args.close_calls and record is not None else {}
     except (SweepError, ValueError) as err:
         print(f"decaylab sweep: error: {root / SWEEP_FILE} cannot be read ({err}); use another --out", file=sys.stderr)
         return 2
-    for key, more in added.items():
-        extra[key] = sorted(set(extra.get(key, [])) | set(more))
+    extra = merge_extra_seeds(extra, added)
     if args.close_calls:
         print(f"close calls: {', '.join(f'{k} seeds {m}' for k, m in added.items()) or 'none'}", flush=True)
     runs = expand(families, seeds, extra)

@@ -221,13 +221,16 @@ def init_sweep(root: Path, preset: str, families: dict[str, Family], scale: Scal
         record["preset"] = old["preset"] if old["preset"] == preset else f"{old['preset']}+{preset}"
         record["data"] = {**old["data"], **data}
         record["invocations"] = old.get("invocations", [])
-    extra = dict((old or {}).get("extra_seeds", {}))
-    for key, more in (extra_seeds or {}).items():
-        extra[key] = sorted(set(extra.get(key, [])) | set(more))
+    extra = merge_extra_seeds((old or {}).get("extra_seeds", {}), extra_seeds or {})
     if extra:
         record["extra_seeds"] = dict(sorted(extra.items()))
     write_json_atomic(root / SWEEP_FILE, record)
     return record
+
+
+def merge_extra_seeds(old: dict[str, list[int]], new: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The extra seeds of both (design key → sorted seeds, their union for a design in both)."""
+    return {key: sorted(set(old.get(key, ())) | set(new.get(key, ()))) for key in sorted({*old, *new})}
 
 
 def record_invocation(root: Path, entry: dict) -> None:
