@@ -684,6 +684,21 @@ def test_loss_figure_draws_only_validations_on_the_final_ones_tokens(tmp_path, m
     assert sorted(zip(markers.get_xdata(), markers.get_ydata())) == [(3000, 3.5), (4000, 3.1), (4000, 3.2), (4000, 3.3)]
 
 
+def test_steady_throughput_is_the_median_window_without_the_first_steps_compile(tmp_path):
+    """A run's tokens/s in the report is the median of its logged windows, the first step's record
+    (its compile) left out; final.json's rate over all steps, compile included, stays next to it."""
+    from decaylab.sweep.rundir import run_metrics, steady_throughput
+
+    curve = [{"step": 1, "tokens_per_s": 10.0, "first_step_s": 30.0}, {"step": 10, "tokens_per_s": 900.0},
+             {"step": 20, "tokens_per_s": 1000.0}, {"step": 30, "tokens_per_s": 3000.0},
+             {"step": 30, "val_loss": 3.0}]
+    assert steady_throughput(curve) == 1000.0
+    assert steady_throughput(curve[:3]) == 950.0 and steady_throughput(curve[:1]) is None
+    (tmp_path / "final.json").write_text(json.dumps({"val_loss": 3.0, "tokens_per_s": 400.0}))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve))
+    assert run_metrics(tmp_path) == {"val_loss": 3.0, "tokens_per_s": 400.0, "steady_tokens_per_s": 1000.0}
+
+
 def test_report_gives_each_invocations_training_tokens_and_throughput():
     """Per invocation: the training tokens of the runs it completed, per second of its wall time and
     per second of their training steps; an invocation recorded before ``runs_done`` shows a dash."""

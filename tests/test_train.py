@@ -287,6 +287,18 @@ def test_evaluations_log_how_many_validation_tokens_they_saw(tmp_path, dataset_d
     assert seen == {4: 1 * 4 * 32, 8: 2 * 4 * 32}
 
 
+def test_first_step_is_logged_with_its_time_and_later_windows_leave_it_out(tmp_path, dataset_dir):
+    """With log_every = 4 the log holds steps 1 (with ``first_step_s``: the compile shows there), 4 and 8,
+    and the window of step 4 counts only the tokens of steps 2 to 4."""
+    train(tiny_config(tmp_path, dataset_dir, log_every=4, eval_every=0, ckpt_every=8))
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 4, 8]
+    assert rows[0]["first_step_s"] > 0 and not any("first_step_s" in r for r in rows[1:])
+    tokens_per_step = 4 * 32
+    assert rows[0]["tokens_per_s"] == pytest.approx(tokens_per_step / rows[0]["first_step_s"])
+    assert rows[1]["tokens"] - rows[0]["tokens"] == 3 * tokens_per_step
+
+
 def test_metrics_log_drops_records_after_the_resume_step_and_a_cut_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste')
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]

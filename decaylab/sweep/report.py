@@ -61,7 +61,7 @@ COLUMNS = (
     ("extrap. ppl", "extrap_ppl", 1),
     ("MQAR acc.", "recall", 3),
     ("cloze acc.", "cloze_acc", 3),
-    ("tokens/s", "tokens_per_s", 0),
+    ("tokens/s", "steady_tokens_per_s", 0),
     ("train s", "train_time_s", 0),
     ("params", "params", 0),
 )
@@ -116,7 +116,7 @@ def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -
 
 def runs_csv(rows: list[dict]) -> str:
     fields = ["run_id", "design", "seed", "families", "state", "val_loss", "val_ppl", "extrap_ppl", "recall",
-              "cloze_acc", "cloze_ppl", "tokens_per_s", "params", "tokens", "train_time_s", "error"]
+              "cloze_acc", "cloze_ppl", "steady_tokens_per_s", "tokens_per_s", "params", "tokens", "train_time_s", "error"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -404,7 +404,9 @@ def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) ->
          f"Extrap. ppl: perplexity at positions {factor - 1}L to {factor}L of windows {factor}× the training "
          f"length L. {recall} Cloze acc.: share of last-word cloze examples from the validation documents "
          "whose every target token is the model's greedy choice (an lm-eval local task; — where the scale "
-         "runs none). Train s: seconds of training steps (tokens/s is over them). "
+         "runs none). Tokens/s: median training throughput over the logged windows of steps, the first step "
+         "(which compiles the model) left out; train s: seconds of all training steps, compile included "
+         "(runs.csv has both rates). "
          "Per-run numbers: [runs.csv](runs.csv); per design: [results.csv](results.csv)."),
     ]
     return lines

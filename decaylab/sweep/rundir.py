@@ -22,6 +22,7 @@ written so far, kept so that they all still load and resume. Every file is repla
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,12 +271,23 @@ class DesignResult:
         return self.values.get("val_loss", [])
 
 
-def run_metrics(path: Path) -> dict[str, float]:
-    """The scalar metrics of one run (only those it has)."""
+def steady_throughput(curve: list[dict]) -> float | None:
+    """Median training tokens/s over the logged windows of steps, leaving out the window of a
+    session's first step (it includes compiling the model; runs logged before that step had its
+    own record carry it in their first window, which the median outweighs)."""
+    rates = [r["tokens_per_s"] for r in curve if "tokens_per_s" in r and "first_step_s" not in r]
+    return statistics.median(rates) if rates else None
+
+
+def run_metrics(path: Path, curve: list[dict] | None = None) -> dict[str, float]:
+    """The scalar metrics of one run (only those it has); ``curve``: its metrics log, if read already."""
     final = read_json(path / FINAL_FILE) or {}
     evaluation = read_evaluation(path)
     out = {k: final[k] for k in ("val_loss", "val_ppl", "tokens_per_s", "params", "tokens", "train_time_s")
            if final.get(k) is not None}
+    steady = steady_throughput(read_metrics(path) if curve is None else curve)
+    if steady is not None:
+        out["steady_tokens_per_s"] = steady
     buckets = evaluation.get("extrapolation", {}).get("buckets")
     if buckets:
         out["extrap_ppl"] = buckets[-1]["ppl"]
@@ -296,11 +308,13 @@ def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult
         res = results.setdefault(design_key(run.design), DesignResult(run.design))
         state = run_state(path)
         res.states.append(state)
-        metrics = run_metrics(path) if state in ("complete", "trained") else {}
+        finished = state in ("complete", "trained")
+        curve = read_metrics(path) if finished else []
+        metrics = run_metrics(path, curve) if finished else {}
         for k, v in metrics.items():
             res.values.setdefault(k, []).append(float(v))
-        if state in ("complete", "trained"):
-            res.curves.append(read_metrics(path))
+        if finished:
+            res.curves.append(curve)
             evaluation = read_evaluation(path)
             if "buckets" in evaluation.get("extrapolation", {}):
                 res.extrapolation.append(evaluation["extrapolation"])

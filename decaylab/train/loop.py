@@ -136,21 +136,22 @@ def _run(cfg: TrainConfig, rt: Runtime) -> dict[str, Any]:
             window["tokens"] += tokens_per_step
             bar.update(1)
             evaluating = done == cfg.steps or bool(cfg.eval_every and done % cfg.eval_every == 0)
-            logging_step = done % cfg.log_every == 0 or evaluating
+            first = step == start_step  # logged with its time, which includes compiling the model
+            logging_step = first or done % cfg.log_every == 0 or evaluating
             saving = done % cfg.ckpt_every == 0 or done == cfg.steps
-            if not (step == start_step or logging_step or saving):
+            if not (logging_step or saving):
                 continue  # the GPU runs ahead: losses are read back at the next log, eval or checkpoint step
             loss, grad_norm = _read_back(pending, run_dir)
             seconds = time.perf_counter() - t0
             clock["train_time_s"] += seconds
             window["seconds"] += seconds
-            if step == start_step and rt.is_main:
+            if first and rt.is_main:
                 log.info("first step%s: %.1f s", " (includes torch.compile)" if compiled else "", seconds)
 
             record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                       "tokens": done * tokens_per_step,
                       "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9)}
-            if step == start_step:
+            if first:
                 record["first_step_s"] = seconds
             state["last"]["loss"] = loss
             if evaluating:
