@@ -8,7 +8,10 @@
 #
 # Carry (or have at hand): .whl (scripts/offline_wheels.sh), the preset's prepared dataset (for
 # h200-optimal: runs/data/large-8k, `decaylab prepare large --out runs/data/large-8k --vocab-size 8192`)
-# and SWEEP_DIR from the last sitting. KILL_AFTER_S (default MINUTES·60 + 120) stops a sweep that
+# and SWEEP_DIR from the last sitting. A dataset can travel packed, as .carry/NAME.tar.gz with paths from
+# the repository root (scripts/study_inputs.sh packs runs/data/large-8k there: 19 MB instead of 35 MB of
+# the device's 64 MiB working tree); each such archive is unpacked first, never over a file already
+# there (the sweep then checks the dataset against the sha256 its record pins). KILL_AFTER_S (default MINUTES·60 + 120) stops a sweep that
 # overruns, leaving time to pack. Further options go to `decaylab sweep` (e.g. --close-calls once
 # every run is done). Unpack the record with `tar xzf sweep.tgz` in the repository root.
 set -uo pipefail
@@ -27,6 +30,10 @@ else
   export PYTHONPATH="$PWD"
 fi
 export PYTHONUNBUFFERED=1
+for archive in .carry/*.tar.gz; do
+  [[ -e "$archive" ]] || continue
+  tar xzf "$archive" --skip-old-files || { echo "gpu_sitting: unpacking $archive failed" >&2; exit 2; }
+done
 {
   date -u +"sitting start %Y-%m-%dT%H:%M:%SZ"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

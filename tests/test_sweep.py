@@ -181,13 +181,23 @@ def test_gpu_sitting_script_packs_only_the_runs_that_completed(tmp_path):
     """scripts/gpu_sitting.sh on a sweep with one complete, one trained-but-unevaluated and one new run
     (the sweep itself runs nothing: ``--only`` matches no run): the packed record holds sweep.json and
     the complete run without its checkpoints, not the others (without checkpoints they could not
-    resume); the log has the sitting's start and end; the script's python3 is this environment's."""
+    resume); the log has the sitting's start and end; the script's python3 is this environment's.
+    A carried archive .carry/*.tar.gz is unpacked first, without overwriting a file already there."""
+    import io
     import os
     import subprocess
     import sys
     import tarfile
 
     repo = Path(__file__).resolve().parents[1]
+    (tmp_path / ".carry").mkdir()
+    with tarfile.open(tmp_path / ".carry" / "dataset.tar.gz", "w:gz") as tar:
+        for name, text in {"carried/train.bin": b"tokens", "carried/notes.txt": b"from the archive"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
+    (tmp_path / "carried").mkdir()
+    (tmp_path / "carried" / "notes.txt").write_text("the user's")
     root = tmp_path / "sweep"
     for run, files in {"softmax-s0": {"final.json": {"val_loss": 3.0}, "eval.json": {"complete": True}},
                        "tnl-scalar-sep-none-s0": {"final.json": {"val_loss": 3.0}, "eval.json": {"complete": False}},
@@ -206,6 +216,8 @@ def test_gpu_sitting_script_packs_only_the_runs_that_completed(tmp_path):
                              "--families", "d", "--only", "nothing-matches", "--data-dir", str(tmp_path / "data")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # no .whl here
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "carried" / "train.bin").read_bytes() == b"tokens"
+    assert (tmp_path / "carried" / "notes.txt").read_text() == "the user's"
     with tarfile.open(out / "sweep.tgz") as tar:
         names = {Path(n).relative_to("sweep").as_posix() for n in tar.getnames()}
     assert "sweep.json" in names and "runs/softmax-s0/final.json" in names
