@@ -11,9 +11,10 @@
 # and SWEEP_DIR from the last sitting. A dataset can travel packed, as .carry/NAME.tar.gz with paths from
 # the repository root (scripts/study_inputs.sh packs runs/data/large-8k there: 19 MB instead of 35 MB of
 # the device's 64 MiB working tree); each such archive is unpacked first, never over a file already
-# there (the sweep then checks the dataset against the sha256 its record pins). KILL_AFTER_S (default MINUTES·60 + 120) stops a sweep that
-# overruns, leaving time to pack. Further options go to `decaylab sweep` (e.g. --close-calls once
-# every run is done). Unpack the record with `tar xzf sweep.tgz` in the repository root.
+# there (the sweep then checks the dataset against the sha256 its record pins). KILL_AFTER_S (default
+# MINUTES·60 + 120) stops a sweep that overruns, leaving time to pack. Further options go to
+# `decaylab sweep` (e.g. --close-calls once every run is done). Unpack the record with
+# `tar xzf sweep.tgz` in the repository root.
 set -uo pipefail
 if [[ $# -lt 3 || ! "$3" =~ ^[0-9]+$ ]]; then
   echo "usage: bash scripts/gpu_sitting.sh PRESET SWEEP_DIR MINUTES [KILL_AFTER_S [SWEEP_OPTION ...]] (MINUTES a whole number)" >&2

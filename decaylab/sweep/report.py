@@ -116,7 +116,8 @@ def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -
 
 def runs_csv(rows: list[dict]) -> str:
     fields = ["run_id", "design", "seed", "families", "state", "val_loss", "val_ppl", "extrap_ppl", "recall",
-              "cloze_acc", "cloze_ppl", "steady_tokens_per_s", "tokens_per_s", "params", "tokens", "train_time_s", "error"]
+              "cloze_acc", "cloze_ppl", "steady_tokens_per_s", "tokens_per_s", "params", "tokens", "train_time_s",
+              "error"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

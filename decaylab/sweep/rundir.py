@@ -272,9 +272,9 @@ class DesignResult:
 
 
 def steady_throughput(curve: list[dict]) -> float | None:
-    """Median training tokens/s over the logged windows of steps, leaving out the window of a
-    session's first step (it includes compiling the model; runs logged before that step had its
-    own record carry it in their first window, which the median outweighs)."""
+    """Median training tokens/s over the logged windows of steps, leaving out the record of a
+    session's first step, whose time includes compiling the model (a log written before that step
+    had a record of its own holds it in its first window, which the median outweighs)."""
     rates = [r["tokens_per_s"] for r in curve if "tokens_per_s" in r and "first_step_s" not in r]
     return statistics.median(rates) if rates else None
 
