@@ -554,6 +554,37 @@ def test_time_limit_judges_a_run_without_probes_by_the_runs_without_probes(tmp_p
     assert [o.status for o in outcomes] == ["done", "done", "done", "deferred", "deferred"]
 
 
+def test_a_designs_runs_without_probes_go_first_so_a_sittings_end_still_fits_them(tmp_path, dataset_dir, monkeypatch):
+    """With a recall curve only seed 0 trains probes, so each design runs seed 1 before seed 0. Seed 1
+    takes 1 s, seed 0 100 s (reported by a stand-in for the worker); with 60 s left GLA s1 starts (the
+    first run always does), GLA s0 too (no probed run timed yet: the longest so far, 1 s, counts),
+    softmax s1 fits by the 1 s of first runs without probes and softmax s0 waits behind the 100 s. In
+    the sweep's order (seed 0 first) softmax s1, judged by the 100 s, would have waited as well. The
+    outcomes come back in the sweep's order."""
+    import time
+
+    from decaylab.sweep import runner
+
+    root = tmp_path / "sweep"
+    scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1,))
+    data = prepare_data(scale.data, progress=False)
+    families = {"a": TEST_FAMILIES["a"]}
+    init_sweep(root, "test", families, scale, (0, 1), data)
+    runs = expand(families, (0, 1))
+    assert [r.run_id for r in runs] == ["gla-vector-sep-none-s0", "gla-vector-sep-none-s1", "softmax-s0", "softmax-s1"]
+    started = []
+
+    def execute(run, run_dir, worker, stopping):
+        started.append(run.run_id)
+        return runner.Outcome(run.run_id, "done", 100.0 if run.seed == 0 else 1.0)
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    deadline = time.monotonic() + 60
+    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None, deadline=deadline)
+    assert started == ["gla-vector-sep-none-s1", "gla-vector-sep-none-s0", "softmax-s1"]
+    assert [o.status for o in outcomes] == ["done", "done", "deferred", "done"]
+
+
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
     from decaylab.train.metrics import read_metrics
 

@@ -178,7 +178,9 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
     A kind is (whether the design has finished a run in this call already, whether the run trains
     recall probes): a design's first run also compiles, and the probes cost as much as training
     (2-4x a later seed in all); before a run of some kind has finished, the longest run of any kind
-    counts. A run cut during its
+    counts. Of one design's runs those without probes start first (with a recall curve, every
+    seed but one): near the deadline a later design's cheap runs still fit where its probed run
+    does not, and that one waits for the next invocation. A run cut during its
     evaluation loses it once its directory is carried without checkpoints. The others end
     ``deferred``: not started, left for the next invocation."""
     todo, outcomes, probed = [], {}, {}
@@ -199,6 +201,8 @@ def run_sweep(root: Path, runs: list[Run], scale: Scale, data: dict, workers: in
         if old is None:
             write_json_atomic(path / RUN_FILE, spec)
         todo.append((run, path.resolve()))
+    design_order = {d: i for i, d in enumerate(dict.fromkeys(run.design for run, _ in todo))}
+    todo.sort(key=lambda item: (design_order[item[0].design], probed[item[0].run_id]))  # stable: seeds keep their order
     pool: queue.Queue = queue.Queue()
     envs = worker_slots(workers)[:max(len(todo), 1)]
     for env in envs:
