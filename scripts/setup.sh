@@ -11,10 +11,10 @@ fi
 # torch first, pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev,data,eval]"
-# With --lowest-transformers: also an overlay of the lowest supported transformers release (and the
-# huggingface_hub it needs) in .venv/lowest-transformers, used by putting it first on PYTHONPATH.
-if [ "${1:-}" = "--lowest-transformers" ] && [ ! -f .venv/lowest-transformers/.done ]; then
-  rm -rf .venv/lowest-transformers
-  .venv/bin/python -m pip install -q --no-deps --target .venv/lowest-transformers -r scripts/lowest-transformers.txt
-  touch .venv/lowest-transformers/.done
+# With --lowest: also an overlay of the lowest release of each dependency range (scripts/lowest-releases.txt)
+# in .venv/lowest, used by putting it first on PYTHONPATH; rebuilt when that list changes.
+if [ "${1:-}" = "--lowest" ] && ! cmp -s scripts/lowest-releases.txt .venv/lowest/.done; then
+  rm -rf .venv/lowest
+  .venv/bin/python -m pip install -q --no-deps --target .venv/lowest -r scripts/lowest-releases.txt
+  cp scripts/lowest-releases.txt .venv/lowest/.done
 fi
