@@ -478,28 +478,35 @@ def test_time_limit_starts_only_the_runs_that_end_in_time(tmp_path, dataset_dir)
     assert [run_state(root / "runs" / r.run_id) for r in runs] == ["complete"] + ["new"] * (len(runs) - 1)
 
 
-def test_time_limit_judges_by_the_longest_run_so_far(tmp_path, dataset_dir, monkeypatch):
-    """Runs of 1, 1 and 100 s (reported by a stand-in for the worker): with 60 s left, the fourth
-    run would start by the median (1 s) but not by the longest (100 s), so it and the fifth wait."""
+def _timed_sweep(tmp_path, dataset_dir, monkeypatch, seconds, seeds=(0,), families=TEST_FAMILIES, scale=None):
+    """One invocation of the runner with 60 s left, on a stand-in for the worker that starts nothing
+    and reports ``seconds(run)`` for each run: (the sweep's runs, their outcomes, the runs started in order)."""
     import time
 
     from decaylab.sweep import runner
 
-    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    root, scale = tmp_path / "sweep", scale or _test_scale(str(dataset_dir))
     data = prepare_data(scale.data, progress=False)
-    init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
-    runs = expand(TEST_FAMILIES, (0,))
-    seconds = iter([1.0, 1.0, 100.0, 1.0, 1.0])
+    init_sweep(root, "test", families, scale, seeds, data)
+    runs = expand(families, seeds)
     started = []
 
     def execute(run, run_dir, worker, stopping):
         started.append(run.run_id)
-        return runner.Outcome(run.run_id, "done", next(seconds))
+        return runner.Outcome(run.run_id, "done", seconds(run))
 
     monkeypatch.setattr(runner, "_execute", execute)
     outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
                                 deadline=time.monotonic() + 60)
-    assert [o.status for o in outcomes] == ["done"] * 3 + ["deferred"] * 2
+    return runs, [o.status for o in outcomes], started
+
+
+def test_time_limit_judges_by_the_longest_run_so_far(tmp_path, dataset_dir, monkeypatch):
+    """Runs of 1, 1 and 100 s (reported by a stand-in for the worker): with 60 s left, the fourth
+    run would start by the median (1 s) but not by the longest (100 s), so it and the fifth wait."""
+    durations = iter([1.0, 1.0, 100.0, 1.0, 1.0])
+    runs, statuses, started = _timed_sweep(tmp_path, dataset_dir, monkeypatch, lambda run: next(durations))
+    assert statuses == ["done"] * 3 + ["deferred"] * 2
     assert started == [r.run_id for r in runs[:3]]
 
 
@@ -508,50 +515,22 @@ def test_time_limit_judges_a_later_seed_by_the_later_seeds_so_far(tmp_path, data
     second design's second seed starts (a later seed of a design that has finished one takes as
     long as the later seeds so far), the third design's first seed, and every run of a design with
     no finished run, wait (they may take as long as the longest first seed)."""
-    import time
-
-    from decaylab.sweep import runner
-
-    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
-    data = prepare_data(scale.data, progress=False)
-    init_sweep(root, "test", TEST_FAMILIES, scale, (0, 1), data)
-    runs = expand(TEST_FAMILIES, (0, 1))
-    seconds = iter([1.0, 1.0, 100.0, 1.0])
-
-    def execute(run, run_dir, worker, stopping):
-        return runner.Outcome(run.run_id, "done", next(seconds))
-
-    monkeypatch.setattr(runner, "_execute", execute)
-    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
-                                deadline=time.monotonic() + 60)
+    durations = iter([1.0, 1.0, 100.0, 1.0])
+    runs, statuses, _ = _timed_sweep(tmp_path, dataset_dir, monkeypatch, lambda run: next(durations), seeds=(0, 1))
     assert [r.seed for r in runs[:4]] == [0, 1, 0, 1]
-    assert [o.status for o in outcomes] == ["done"] * 4 + ["deferred"] * (len(runs) - 4)
+    assert statuses == ["done"] * 4 + ["deferred"] * (len(runs) - 4)
 
 
 def test_time_limit_judges_a_run_without_probes_by_the_runs_without_probes(tmp_path, dataset_dir, monkeypatch):
     """Recall probed for family (d) only: GLA (not in d, no probes) takes 1 s, the softmax reference
     (probed) 100 s; with 60 s left GLA-shared (no probes) starts, judged by the 1 s, while the (d)
     designs, probed, wait behind the 100 s."""
-    import time
-
-    from decaylab.sweep import runner
-
-    root = tmp_path / "sweep"
     scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1,), mqar_families=("d",))
-    data = prepare_data(scale.data, progress=False)
-    init_sweep(root, "test", TEST_FAMILIES, scale, (0,), data)
-    runs = expand(TEST_FAMILIES, (0,))
+    durations = iter([1.0, 100.0, 1.0])
+    runs, statuses, _ = _timed_sweep(tmp_path, dataset_dir, monkeypatch, lambda run: next(durations), scale=scale)
     assert [r.run_id for r in runs] == ["gla-vector-sep-none-s0", "softmax-s0", "gla-vector-shared-none-s0",
                                         "gla-scalar-sep-none-s0", BROKEN]
-    seconds = iter([1.0, 100.0, 1.0])
-
-    def execute(run, run_dir, worker, stopping):
-        return runner.Outcome(run.run_id, "done", next(seconds))
-
-    monkeypatch.setattr(runner, "_execute", execute)
-    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None,
-                                deadline=time.monotonic() + 60)
-    assert [o.status for o in outcomes] == ["done", "done", "done", "deferred", "deferred"]
+    assert statuses == ["done", "done", "done", "deferred", "deferred"]
 
 
 def test_a_designs_runs_without_probes_go_first_so_a_sittings_end_still_fits_them(tmp_path, dataset_dir, monkeypatch):
@@ -561,28 +540,13 @@ def test_a_designs_runs_without_probes_go_first_so_a_sittings_end_still_fits_the
     softmax s1 fits by the 1 s of first runs without probes and softmax s0 waits behind the 100 s. In
     the sweep's order (seed 0 first) softmax s1, judged by the 100 s, would have waited as well. The
     outcomes come back in the sweep's order."""
-    import time
-
-    from decaylab.sweep import runner
-
-    root = tmp_path / "sweep"
     scale = dataclasses.replace(_test_scale(str(dataset_dir)), mqar_curve=(1,))
-    data = prepare_data(scale.data, progress=False)
-    families = {"a": TEST_FAMILIES["a"]}
-    init_sweep(root, "test", families, scale, (0, 1), data)
-    runs = expand(families, (0, 1))
+    runs, statuses, started = _timed_sweep(tmp_path, dataset_dir, monkeypatch,
+                                           lambda run: 100.0 if run.seed == 0 else 1.0, seeds=(0, 1),
+                                           families={"a": TEST_FAMILIES["a"]}, scale=scale)
     assert [r.run_id for r in runs] == ["gla-vector-sep-none-s0", "gla-vector-sep-none-s1", "softmax-s0", "softmax-s1"]
-    started = []
-
-    def execute(run, run_dir, worker, stopping):
-        started.append(run.run_id)
-        return runner.Outcome(run.run_id, "done", 100.0 if run.seed == 0 else 1.0)
-
-    monkeypatch.setattr(runner, "_execute", execute)
-    deadline = time.monotonic() + 60
-    outcomes = runner.run_sweep(root, runs, scale, data, workers=1, log=lambda line: None, deadline=deadline)
     assert started == ["gla-vector-sep-none-s1", "gla-vector-sep-none-s0", "softmax-s1"]
-    assert [o.status for o in outcomes] == ["done", "done", "deferred", "done"]
+    assert statuses == ["done", "done", "deferred", "done"]
 
 
 def test_sweep_restarted_skips_finished_runs_resumes_started_ones_and_reports(tmp_path, dataset_dir):
