@@ -1,9 +1,9 @@
 """Calibrate the MQAR recall probe: query accuracy over a grid of designs × tasks × training settings.
 
-Each grid point trains a fresh model of the ``--size`` preset (the sweep's probe model) on MQAR through
-``decaylab.evaluate.recall.train_and_eval_mqar`` (the training loop's optimizer, schedule and step) and
-scores held-out sequences. Points run in parallel worker processes (one thread each) sharing the
-device, so a grid of small models fills one GPU. The goal (issue 16): settings where the softmax
+Each grid point trains a fresh model of the ``--size`` preset on MQAR as ``decaylab recall`` does
+(``decaylab.sweep.recall``: the training loop's optimizer, schedule and step) and scores held-out
+sequences; points run in parallel worker processes (one thread each) sharing the device. This script
+adds the axes ``decaylab recall`` keeps fixed (learning rate, steps, width, depth), to choose them. The goal (issue 16): settings where the softmax
 reference reaches ≥ 0.95 accuracy and the decay designs spread between chance and 1.
 
 A design is a decay name with an optional granularity (``tnl:scalar``; ``--granularity`` otherwise) or
@@ -22,29 +22,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import torch
+from decaylab.decay import DecaySpec
+from decaylab.evaluate.recall import RecallProbe
+from decaylab.sweep.recall import Job, run_jobs
 
 
-def run_point(point: dict) -> dict:
-    torch.set_num_threads(1)
-    from decaylab.evaluate.recall import RecallProbe, train_and_eval_mqar
-    from decaylab.model import make_config
-
-    design = point["design"]
-    name, _, granularity = design.partition(":")
-    config = (make_config(point["size"], arch="softmax") if name == "softmax"
-              else make_config(point["size"], decay=name, decay_granularity=granularity or point["granularity"]))
+def job(point: dict) -> Job:
+    """The probe of one grid point (``design`` a decay name with an optional ``:granularity``, or softmax)."""
+    name, _, granularity = point["design"].partition(":")
+    design = None if name == "softmax" else DecaySpec(name, granularity or point["granularity"])
     probe = RecallProbe(seq_len=point["seq_len"], num_pairs=point["pairs"], vocab_size=point["vocab"],
-                        steps=point["steps"], lr=point["lr"], batch_size=point["batch"], hidden_size=point["width"],
-                        num_hidden_layers=point["layers"], compile_mode=point["compile_mode"])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = train_and_eval_mqar(config, probe, seed=point["seed"], device=device, progress=False)
-    return {**point, "accuracy": result["accuracy"], "chance": result["chance"],
-            "final_loss": result["final_loss"], "seconds": result["seconds"]}
+                        steps=point["steps"], lr=point["lr"], batch_size=point["batch"], size=point["size"],
+                        hidden_size=point["width"], num_hidden_layers=point["layers"],
+                        compile_mode=point["compile_mode"])
+    return Job(design, probe, point["seed"])
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -111,14 +104,17 @@ def main() -> None:
     print("| design | pairs | T | lr | steps | accuracy | chance | final loss | seconds |", flush=True)
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(run_point, p) for p in points]):  # a row as soon as it is done
-            r = future.result()
-            rows.append(r)
-            print(f"| {r['design']} | {r['pairs']} | {r['seq_len']} | {r['lr']:g} | {r['steps']} | {r['accuracy']:.3f} "
-                  f"| {r['chance']:.4f} | {r['final_loss']:.3f} | {r['seconds']:.0f} |", flush=True)
-            if args.json:
-                write_json(rows, args.json)
+
+    def keep(point: dict, result: dict) -> None:
+        r = {**point, **{k: result[k] for k in ("accuracy", "chance", "final_loss", "seconds")}}
+        rows.append(r)
+        print(f"| {r['design']} | {r['pairs']} | {r['seq_len']} | {r['lr']:g} | {r['steps']} | {r['accuracy']:.3f} "
+              f"| {r['chance']:.4f} | {r['final_loss']:.3f} | {r['seconds']:.0f} |", flush=True)
+        if args.json:
+            write_json(rows, args.json)
+
+    jobs = {job(p): p for p in points}
+    run_jobs(list(jobs), args.workers, lambda j, result: keep(jobs[j], result))
     if args.plot and rows:
         plot(rows, args.plot)
 

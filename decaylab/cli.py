@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("decaylab.commands.eval", "evaluate a trained model: perplexity, extrapolation, recall"),
     "analyze": ("decaylab.commands.analyze", "decay statistics and plots of trained models"),
     "sweep": ("decaylab.commands.sweep", "run an experiment family of the paper (skips finished runs, resumes)"),
+    "recall": ("decaylab.commands.recall", "MQAR recall against the number of key–value pairs for a sweep's designs"),
     "report": ("decaylab.commands.report", "write the Markdown/CSV/PNG report of a sweep"),
     "generate": ("decaylab.commands.generate", "generate text from a trained model"),
     "export": ("decaylab.commands.export", "write a run's model as a folder that plain transformers loads"),

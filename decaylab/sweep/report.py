@@ -13,7 +13,8 @@
     decay_<f>.png        median decay per layer, one line per design, decay on [0, 1]
     extrapolation_<f>.png  perplexity by position up to 4× the training length
     recall_<f>.png       MQAR accuracy against the number of key–value pairs (with its table), where
-                         the scale measures the recall curve
+                         the scale measures the recall curve on the runs
+    recall_pairs_<f>.png the same from the sweep's recall record (``decaylab recall``), where it has one
 
 Within a family every design keeps one colour, marker and line style (:func:`design_style`).
 
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
 from decaylab.sweep.presets import CURVE_SEED, Family, design_key, design_label
+from decaylab.sweep.recall import RECALL_FILE, read_recall, recall_curves
 from decaylab.sweep.rundir import REPORT_DIR, DesignResult, collect
 from decaylab.sweep.verdicts import (
     Claim,
@@ -313,39 +315,63 @@ def _curve(res: DesignResult, main_pairs: int) -> dict[int, float]:
     return {n: statistics.fmean(a) for n, a in sorted(by_pairs.items()) if a}
 
 
-def recall_curve_section(family: Family, results: dict[str, DesignResult], scale: dict, path: Path) -> list[str]:
-    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs (the recall
-    curve and the main probe of ``scale``), one line and row per design of ``family`` that measured a
-    curve, the chance level dashed; [] where none did."""
-    from decaylab.evaluate.recall import MQARTask
-
-    task = MQARTask(**scale["mqar_task"])
-    curves = [(i, d, _curve(res, task.num_pairs)) for i, d in enumerate(family.designs)
-              if (res := results.get(design_key(d))) and res.recall_curve]
-    if not curves:
+def recall_section(family: Family, curves: dict[str, dict[int, float]], chance: float, path: Path,
+                   what: str) -> list[str]:
+    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs, one line and
+    row per design of ``family`` in ``curves`` (design key → pairs → accuracy), the chance level
+    dashed, under the sentence ``what``; [] (and no figure) where no design of the family has a curve."""
+    found = [(i, d, curves[design_key(d)]) for i, d in enumerate(family.designs) if curves.get(design_key(d))]
+    if not found:
         path.unlink(missing_ok=True)
         return []
-    pairs = sorted({n for _, _, c in curves for n in c})  # chance (the value range) is the same for every number
+    pairs = sorted({n for _, _, c in found for n in c})  # chance (the value range) is the same for every number
     fig, ax = _figure()
-    for i, d, curve in curves:
+    for i, d, curve in found:
         ax.plot(list(curve), list(curve.values()), label=design_label(d), **design_style(i))
-    ax.plot(pairs, [task.chance] * len(pairs), color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.plot(pairs, [chance] * len(pairs), color="grey", linestyle="--", linewidth=0.8, label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(pairs, [str(n) for n in pairs])
     ax.set_ylim(0, 1.02)  # a curve at 1 stays visible
     ax.set_xlabel("key–value pairs in the sequence")
     ax.set_ylabel("MQAR query accuracy")
     ax.set_title(f"({family.key}) {family.name}: recall against the number of pairs")
-    _legend(ax, len(curves) + 1)
+    _legend(ax, len(found) + 1)
     _save(fig, path)
     table = ["| design | " + " | ".join(f"{n} pair{'s' * (n != 1)}" for n in pairs) + " |",
              "|---|" + "---|" * len(pairs)]
     table += [f"| {design_label(d)} | " + " | ".join(f"{c[n]:.3f}" if n in c else "—" for n in pairs) + " |"
-              for _, d, c in curves]
-    table.append("| chance | " + " | ".join(f"{task.chance:.4f}" for _ in pairs) + " |")
-    return [f"![MQAR accuracy against key–value pairs, family {family.key}]({path.name})", "",
-            f"MQAR accuracy by number of key–value pairs (the seed-{CURVE_SEED} run of each design, one fresh "
-            "probe per number):", "", *table, ""]
+              for _, d, c in found]
+    table.append("| chance | " + " | ".join(f"{chance:.4f}" for _ in pairs) + " |")
+    return [f"![MQAR accuracy against key–value pairs, family {family.key}]({path.name})", "", what, "", *table, ""]
+
+
+def run_recall_section(family: Family, results: dict[str, DesignResult], scale: dict, path: Path) -> list[str]:
+    """:func:`recall_section` of the recall curve the scale measures on the runs (with its main probe)."""
+    from decaylab.evaluate.recall import MQARTask
+
+    task = MQARTask(**scale["mqar_task"])
+    curves = {key: _curve(res, task.num_pairs) for key, res in results.items() if res.recall_curve}
+    return recall_section(family, curves, task.chance, path, (
+        f"MQAR accuracy by number of key–value pairs in {task.seq_len} tokens (the seed-{CURVE_SEED} run of each "
+        "design, one fresh probe per number):"))
+
+
+def record_recall_section(family: Family, recall: dict | None, path: Path) -> list[str]:
+    """:func:`recall_section` of the sweep's recall record (``decaylab recall``; None: there is none), for a
+    family the record probed."""
+    from decaylab.evaluate.recall import MQARTask
+
+    if recall is None or family.key not in recall["families"]:
+        path.unlink(missing_ok=True)
+        return []
+    probe = recall["probe"]
+    task = MQARTask(probe["seq_len"], max(recall["pairs"]), probe["vocab_size"])
+    return recall_section(family, recall_curves(recall), task.chance, path, (
+        f"MQAR accuracy by number of key–value pairs in {task.seq_len} tokens (`decaylab recall`, "
+        f"[recall.json](../{RECALL_FILE}): a fresh `{probe['size']}` model of each design trained "
+        f"{probe['steps']:,} steps of {probe['batch_size']} sequences at lr {probe['lr']:g}, task vocabulary "
+        f"{task.vocab_size}, " + (f"seed {recall['seeds'][0]}" if len(recall["seeds"]) == 1 else
+                                   f"mean over seeds {', '.join(map(str, recall['seeds']))}") + "):"))
 
 
 FIGURES = (("val_loss", "validation loss with 95% intervals", plot_loss_intervals),
@@ -528,6 +554,7 @@ def write_report(root: str | Path) -> Path:
     """Write the report of the sweep in ``root`` and return the path of ``report.md``."""
     root = Path(root)
     record, families, results, rows = collect(root)
+    recall = read_recall(root)
     out = root / REPORT_DIR
     out.mkdir(exist_ok=True)
     write_text_atomic(out / "results.csv", results_csv(families, results))
@@ -549,7 +576,8 @@ def write_report(root: str | Path) -> Path:
                 (out / name).unlink(missing_ok=True)
                 lines.append(f"*{title}: no data yet.*")
             lines.append("")
-        lines += recall_curve_section(fam, results, record["scale"], out / f"recall_{fam.key}.png")
+        lines += run_recall_section(fam, results, record["scale"], out / f"recall_{fam.key}.png")
+        lines += record_recall_section(fam, recall, out / f"recall_pairs_{fam.key}.png")
     lines += _provenance(record, rows)
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")

@@ -1,0 +1,81 @@
+"""``decaylab recall SWEEP_DIR``: MQAR accuracy against the number of key–value pairs for the designs of a
+sweep's families, written to ``SWEEP_DIR/recall.json`` (see :mod:`decaylab.sweep.recall`) and drawn by
+``decaylab report``. Re-running the same command trains only the points still missing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from decaylab.cli_args import positive_float, positive_int
+from decaylab.evaluate.recall import RecallProbe
+from decaylab.model import PRESETS
+from decaylab.sweep.recall import RECALL_FILE, measure_recall
+from decaylab.sweep.report import write_report
+from decaylab.sweep.rundir import load_sweep, write_json_atomic
+from decaylab.sweep.runner import environment
+
+
+def integers(minimum: int):
+    """An argparse ``type``: comma-separated integers ≥ ``minimum``, sorted, once each."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = sorted({int(v) for v in text.split(",") if v.strip()})
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,32,64; got {text!r}") from None
+        if not values or values[0] < minimum:
+            raise argparse.ArgumentTypeError(f"expected integers >= {minimum}; got {text!r}")
+        return values
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``recall`` options to ``parser``."""
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory made by `decaylab sweep --out`")
+    parser.add_argument("--families", default="a,c", help="the families whose designs are probed")
+    parser.add_argument("--pairs", type=integers(1), default=[8, 16, 32, 64], metavar="N,...",
+                        help="numbers of key–value pairs, one probe each")
+    parser.add_argument("--seeds", type=integers(0), default=[0], metavar="S,...", help="probe seeds")
+    parser.add_argument("--seq-len", type=positive_int, default=256, help="MQAR sequence length")
+    parser.add_argument("--vocab", type=positive_int, default=256, help="MQAR task vocabulary")
+    parser.add_argument("--steps", type=positive_int, default=3000, help="training steps of each probe")
+    parser.add_argument("--batch", type=positive_int, default=64, help="sequences per step")
+    parser.add_argument("--lr", type=positive_float, default=3e-4, help="peak learning rate (warmup-cosine)")
+    parser.add_argument("--size", default="tiny", choices=sorted(PRESETS), help="model preset of the probe")
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile mode of each probe on CUDA (default: eager, which many probes "
+                             "sharing one GPU run faster than one compiled at a time)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="probes in parallel (default: 16 on a GPU, the CPU cores otherwise)")
+    parser.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
+                        help="start no probe that would not end within this many minutes, judged by the "
+                             "longest finished so far; the rest waits for the next invocation")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Measure the missing points and rewrite the sweep's report: 0, or 2 for bad input."""
+    import torch
+
+    start, started = time.monotonic(), time.time()
+    root = Path(args.sweep_dir)
+    record, families, _ = load_sweep(root)
+    probe = RecallProbe(seq_len=args.seq_len, vocab_size=args.vocab, steps=args.steps, lr=args.lr,
+                        batch_size=args.batch, size=args.size, compile_mode=args.compile_mode)
+    workers = args.workers or (16 if torch.cuda.is_available() else len(os.sched_getaffinity(0)))
+    deadline = None if args.time_limit is None else start + 60 * args.time_limit
+    env = environment()
+    recall, trained, left = measure_recall(root, families, args.families.split(","), probe, args.pairs, args.seeds,
+                                  workers, deadline, log=lambda line: print(line, flush=True))
+    recall.setdefault("invocations", []).append(
+        {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+         "wall_s": round(time.monotonic() - start, 1), "workers": workers, "trained": trained,
+         "not_started": left, **env})
+    write_json_atomic(root / RECALL_FILE, recall)
+    if left:
+        print(f"time limit: {left} probes not started; run the same command to continue")
+    print(f"recall: {root / RECALL_FILE} ({len(recall['points'])} points)")
+    print(f"report: {write_report(root)}")
+    return 0
