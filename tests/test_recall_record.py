@@ -53,7 +53,8 @@ def given(monkeypatch) -> list[tuple[str, recall.RecallProbe, int]]:
 
 def test_recall_trains_one_probe_per_design_pairs_and_seed_of_the_asked_families(sweep_dir, given, capsys):
     assert cli_main(["recall", str(sweep_dir), "--families", "a,c", "--pairs", "1,2", "--seeds", "0,1", *PROBE]) == 0
-    designs = ["gla-vector", "sd-0.9-vector", "softmax", "gla-scalar"]  # a, then what c adds; b's shared one is not asked
+    designs = ["softmax", "gla-vector", "sd-0.9-vector", "gla-scalar"]  # the reference, a, then what c adds (not b)
+    assert list(dict.fromkeys(d for d, _, _ in given)) == designs  # in this order (the reference checks the task)
     assert sorted((d, p.num_pairs, s) for d, p, s in given) == sorted(
         (d, n, s) for d in designs for n in (1, 2) for s in (0, 1))
     assert {(p.seq_len, p.vocab_size, p.steps, p.batch_size, p.size) for _, p, _ in given} == {(16, 16, 3, 4, "micro")}

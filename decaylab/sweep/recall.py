@@ -103,13 +103,14 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[Job, dict], Non
 
 
 def probed_designs(families: dict[str, Family], keys: Iterable[str]) -> list[DecaySpec | None]:
-    """The designs of the families ``keys`` (in family order, once each; the softmax reference too)."""
+    """The designs of the families ``keys``, once each: the softmax reference first (the probe's own
+    check: it should reach ~1 wherever the task is learnable), then in family order."""
     found: list[DecaySpec | None] = []
     for key in keys:
         if key not in families:
             raise ValueError(f"unknown family {key!r}: the sweep has {', '.join(sorted(families))}")
         found += [d for d in families[key].designs if d not in found]
-    return found
+    return sorted(found, key=lambda d: d is not None)  # stable: the rest keep their order
 
 
 def probe_settings(probe: RecallProbe) -> dict:
