@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``recall`` options to ``parser``."""
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory made by `decaylab sweep --out`")
     parser.add_argument("--families", default="a,c", help="the families whose designs are probed")
-    parser.add_argument("--pairs", type=integers(1), default=[8, 16, 32, 64], metavar="N,...",
+    parser.add_argument("--pairs", type=integers(1), default=[16, 32, 64], metavar="N,...",
                         help="numbers of key–value pairs, one probe each")
     parser.add_argument("--seeds", type=integers(0), default=[0], metavar="S,...", help="probe seeds")
     parser.add_argument("--seq-len", type=positive_int, default=256, help="MQAR sequence length")
