@@ -293,7 +293,8 @@ def _write_corpus(path: Path, n_docs: int = 80) -> Path:
 def test_report_of_a_seeded_sweep_draws_intervals_and_loss_against_decay(tmp_path):
     """Three seeds of every design of the quick family (a), written as finished runs: the report
     pools their variance (df = Σ(n − 1)), draws the interval, curve, decay and claim-1 figures,
-    and gives each design's 95% half-width in results.csv."""
+    and gives each design's 95% half-width in results.csv; a verdict is provisional while a design
+    of its family has fewer than 3 finished seeds."""
     import csv
 
     from decaylab.sweep.report import write_report
@@ -320,6 +321,10 @@ def test_report_of_a_seeded_sweep_draws_intervals_and_loss_against_decay(tmp_pat
         rows = list(csv.DictReader(f))
     assert len(rows) == len(families["a"].designs) and all(float(r["val_loss_ci95"]) > 0 for r in rows)
     assert "then → now" not in report  # not the h200 study
+    assert "provisional" not in report
+    (tmp_path / "runs" / runs[0].run_id / "final.json").unlink()  # a design left with 2 finished seeds
+    n = sum(d is not None for d in families["a"].designs)
+    assert f"(provisional: {n - 1} of {n} designs have 3 seeds)" in write_report(tmp_path).read_text()
 
 
 def test_cross_scale_designs_keep_every_claims_comparisons_of_the_optimal_ones():

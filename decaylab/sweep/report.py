@@ -491,14 +491,23 @@ def _more_seeds(seeds: dict[str, int], wanted: dict[str, int]) -> list[str]:
     return lines
 
 
+def _provisional(family: Family | None, results: dict[str, DesignResult]) -> str:
+    """`` (provisional: …)`` where some decay design of ``family`` has fewer than ``MIN_SEEDS``
+    finished seeds (the verdict may change as the sweep goes on), else '' (also for a family the
+    sweep does not hold: its claim is not decided)."""
+    designs = [] if family is None else [d for d in family.designs if d is not None]
+    ready = sum(len(results[design_key(d)].losses()) >= MIN_SEEDS for d in designs if design_key(d) in results)
+    return "" if ready == len(designs) else f" (provisional: {ready} of {len(designs)} designs have {MIN_SEEDS} seeds)"
+
+
 def _claims_section(found: list[Claim], pool: PooledVariance, results: dict[str, DesignResult],
-                    previous: tuple[str, dict[int, str]] | None) -> list[str]:
+                    previous: tuple[str, dict[int, str]] | None, families: dict[str, Family]) -> list[str]:
     head = "| # | family | the paper says | this sweep measured | verdict |"
     if previous:
         head += " then → now |"
     lines = ["", "## The paper's claims against this sweep", "", head, "|---" * head.count(" | ") + "|---|"]
     for c in found:
-        row = f"| {c.number} | ({c.family}) | {c.paper} | {c.measured} | **{c.verdict}** |"
+        row = f"| {c.number} | ({c.family}) | {c.paper} | {c.measured} | **{c.verdict}**{_provisional(families.get(c.family), results)} |"
         if previous:
             row += f" {previous[1].get(c.number, '—')} → {c.verdict} |"
         lines.append(row)
@@ -561,7 +570,7 @@ def write_report(root: str | Path) -> Path:
     write_text_atomic(out / "runs.csv", runs_csv(rows))
     found = _claims(families, results)
     lines = _header(record, results, rows) + _claims_section(found, sweep_pool(results), results,
-                                                             previous_verdicts(record["preset"]))
+                                                             previous_verdicts(record["preset"]), families)
     if "a" in families and plot_loss_against_decay(families["a"], results, out / CLAIM1_FIGURE, found[0].decay_range):
         lines += [f"![claim 1: validation loss against median decay, family a]({CLAIM1_FIGURE})", ""]
     else:
