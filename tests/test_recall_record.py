@@ -15,6 +15,7 @@ from decaylab.decay import DecaySpec
 from decaylab.evaluate import recall
 from decaylab.sweep import recall as record_module
 from decaylab.sweep.presets import SOFTMAX, Family, Scale, design_key
+from decaylab.sweep.report import write_report
 from decaylab.sweep.rundir import init_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -75,6 +76,13 @@ def test_recall_trains_one_probe_per_design_pairs_and_seed_of_the_asked_families
     assert curves[key][1] == pytest.approx(sum(by_seed) / 2)
     assert rows[0] == f"| gla (scalar) | {curves[key][1]:.3f} | {curves[key][2]:.3f} |"
     assert "mean over seeds 0, 1" in report
+    # 3 steps learn nothing: the report says the softmax reference did not reach 0.95, until it does.
+    best = max(curves["softmax"].values())  # of the means over seeds
+    assert report.count(f"**Not calibrated:** the softmax reference reaches at most {best:.3f}") == 2  # a and c
+    for p in record["points"]:
+        p["accuracy"] = 0.96 if p["design"]["decay"] is None else p["accuracy"]
+    (sweep_dir / "recall.json").write_text(json.dumps(record))
+    assert "Not calibrated" not in write_report(sweep_dir).read_text()
 
 
 def test_a_rerun_trains_only_the_missing_points_and_other_settings_are_refused(sweep_dir, given, capsys):

@@ -356,6 +356,9 @@ def run_recall_section(family: Family, results: dict[str, DesignResult], scale: 
         "design, one fresh probe per number):"))
 
 
+CALIBRATED_ACCURACY = 0.95  # of the softmax reference, for a recall task that ranks designs (issue 16)
+
+
 def record_recall_section(family: Family, recall: dict | None, path: Path) -> list[str]:
     """:func:`recall_section` of the sweep's recall record (``decaylab recall``; None: there is none), for a
     family the record probed."""
@@ -364,14 +367,19 @@ def record_recall_section(family: Family, recall: dict | None, path: Path) -> li
     if recall is None or family.key not in recall["families"]:
         path.unlink(missing_ok=True)
         return []
-    probe = recall["probe"]
+    probe, curves = recall["probe"], recall_curves(recall)
     task = MQARTask(probe["seq_len"], max(recall["pairs"]), probe["vocab_size"])
-    return recall_section(family, recall_curves(recall), task.chance, path, (
-        f"MQAR accuracy by number of key–value pairs in {task.seq_len} tokens (`decaylab recall`, "
-        f"[recall.json](../{RECALL_FILE}): a fresh `{probe['size']}` model of each design trained "
-        f"{probe['steps']:,} steps of {probe['batch_size']} sequences at lr {probe['lr']:g}, task vocabulary "
-        f"{task.vocab_size}, " + (f"seed {recall['seeds'][0]}" if len(recall["seeds"]) == 1 else
-                                   f"mean over seeds {', '.join(map(str, recall['seeds']))}") + "):"))
+    what = (f"MQAR accuracy by number of key–value pairs in {task.seq_len} tokens (`decaylab recall`, "
+            f"[recall.json](../{RECALL_FILE}): a fresh `{probe['size']}` model of each design trained "
+            f"{probe['steps']:,} steps of {probe['batch_size']} sequences at lr {probe['lr']:g}, task vocabulary "
+            f"{task.vocab_size}, " + (f"seed {recall['seeds'][0]}" if len(recall["seeds"]) == 1 else
+                                       f"mean over seeds {', '.join(map(str, recall['seeds']))}") + "):")
+    reference = curves.get(design_key(None))
+    if reference and max(reference.values()) < CALIBRATED_ACCURACY:
+        what = (f"**Not calibrated:** the softmax reference reaches at most {max(reference.values()):.3f} (it should "
+                f"reach {CALIBRATED_ACCURACY} where the task is learnable), so the probe's training, not the "
+                "designs' memory, limits these numbers. " + what)
+    return recall_section(family, curves, task.chance, path, what)
 
 
 FIGURES = (("val_loss", "validation loss with 95% intervals", plot_loss_intervals),
