@@ -51,12 +51,16 @@ def plot(rows: list[dict], path: Path) -> None:
     for r in rows:
         lines.setdefault((r["design"], r["seq_len"], r["lr"], r["steps"]), {})[r["pairs"]] = r["accuracy"]
     several = {k: len({key[i] for key in lines}) > 1 for i, k in enumerate(("design", "T", "lr", "steps"))}
+    designs = sorted({key[0] for key in lines})
+    settings = sorted({key[1:] for key in lines})
+    colours = plt.get_cmap("tab20" if len(designs) > 10 else "tab10")
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key, points in sorted(lines.items()):
+    for key, points in sorted(lines.items()):  # a colour per design, a line style per setting
         label = ", ".join(f"{k} {v}" if k != "design" else str(v)
                           for k, v in zip(("design", "T", "lr", "steps"), key) if several[k] or k == "design")
         pairs = sorted(points)
-        ax.plot(pairs, [points[n] for n in pairs], marker="o", label=label)
+        ax.plot(pairs, [points[n] for n in pairs], marker="o", label=label, color=colours(designs.index(key[0])),
+                linestyle=("-", "--", ":", "-.")[settings.index(key[1:]) % 4])
     ax.axhline(rows[0]["chance"], color="grey", linestyle="--", linewidth=0.8, label="chance")  # one vocabulary
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({r["pairs"] for r in rows}), [str(n) for n in sorted({r["pairs"] for r in rows})])
