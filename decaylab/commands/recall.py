@@ -1,6 +1,10 @@
 """``decaylab recall SWEEP_DIR``: MQAR accuracy against the number of key–value pairs for the designs of a
 sweep's families, written to ``SWEEP_DIR/recall.json`` (see :mod:`decaylab.sweep.recall`) and drawn by
-``decaylab report``. Re-running the same command trains only the points still missing."""
+``decaylab report``. Re-running the same command trains only the points still missing.
+
+The defaults are the task and training at which the softmax reference was measured to learn (1.000 on 2–16
+pairs in 64 tokens, task vocabulary 64, on an H200, 2026-12-03); with a 256-token vocabulary it stayed on the
+1/N plateau at every length and learning rate tried (benchmarks/RESULTS.md, 2026-12-06)."""
 
 from __future__ import annotations
 
@@ -36,13 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``recall`` options to ``parser``."""
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory made by `decaylab sweep --out`")
     parser.add_argument("--families", default="a,c", help="the families whose designs are probed")
-    parser.add_argument("--pairs", type=integers(1), default=[16, 32, 64], metavar="N,...",
+    parser.add_argument("--pairs", type=integers(1), default=[4, 8, 16], metavar="N,...",
                         help="numbers of key–value pairs, one probe each")
     parser.add_argument("--seeds", type=integers(0), default=[0], metavar="S,...", help="probe seeds")
-    parser.add_argument("--seq-len", type=positive_int, default=256, help="MQAR sequence length")
-    parser.add_argument("--vocab", type=positive_int, default=256, help="MQAR task vocabulary")
+    parser.add_argument("--seq-len", type=positive_int, default=64, help="MQAR sequence length")
+    parser.add_argument("--vocab", type=positive_int, default=64, help="MQAR task vocabulary")
     parser.add_argument("--steps", type=positive_int, default=3000, help="training steps of each probe")
-    parser.add_argument("--batch", type=positive_int, default=64, help="sequences per step")
+    parser.add_argument("--batch", type=positive_int, default=256, help="sequences per step")
     parser.add_argument("--lr", type=positive_float, default=3e-4, help="peak learning rate (warmup-cosine)")
     parser.add_argument("--size", default="tiny", choices=sorted(PRESETS), help="model preset of the probe")
     parser.add_argument("--compile-mode", default=None,
