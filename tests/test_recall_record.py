@@ -128,3 +128,14 @@ def test_probes_in_worker_processes_fill_the_record(sweep_dir):
     assert sorted((design_key(record_module.design_from_record(p["design"])), p["num_pairs"]) for p in points) == sorted(
         (k, n) for k in ("gla-scalar-sep-none", "gla-vector-sep-none", "softmax") for n in (1, 2))
     assert all(0.0 <= p["accuracy"] <= 1.0 and p["skipped_steps"] == 0 for p in points)
+
+
+@pytest.mark.parametrize("content, message", [("{", "is not valid JSON"),
+                                              ('{"probe": {}}', "lacks families, pairs, points, seeds")])
+def test_a_damaged_record_is_named_in_one_line_by_recall_and_report(sweep_dir, capsys, content, message):
+    (sweep_dir / "recall.json").write_text(content)
+    for command in (["recall", str(sweep_dir), "--pairs", "1", *PROBE], ["report", str(sweep_dir)]):
+        assert cli_main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err and "recall.json" in err
+    assert (sweep_dir / "recall.json").read_text() == content  # left as it was

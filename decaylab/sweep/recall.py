@@ -126,8 +126,9 @@ def read_recall(root: Path) -> dict | None:
         record = read_json(path)
     except ValueError as err:
         raise SweepError(f"{path} is not valid JSON ({err}); move it away and measure again") from None
-    if record is not None and not {"probe", "pairs", "seeds", "points"} <= set(record):
-        raise SweepError(f"{path} is not a recall record (it lacks probe, pairs, seeds or points)")
+    missing = sorted({"probe", "pairs", "seeds", "families", "points"} - set(record or {}))
+    if record is not None and missing:
+        raise SweepError(f"{path} is not a recall record (it lacks {', '.join(missing)}); move it away and measure again")
     return record
 
 
@@ -146,7 +147,7 @@ def measure_recall(root: Path, families: dict[str, Family], family_keys: list[st
         raise SweepError(f"{root / RECALL_FILE} was measured with other probe settings ({', '.join(changed)}); "
                          "give the same ones, or move it away to measure anew")
     record.update(pairs=sorted({*record["pairs"], *pairs}), seeds=sorted({*record["seeds"], *seeds}),
-                  families=sorted({*record.get("families", []), *family_keys}))
+                  families=sorted({*record["families"], *family_keys}))
     done = {(design_key(design_from_record(p["design"])), p["num_pairs"], p["seed"]) for p in record["points"]}
     jobs = [Job(d, dataclasses.replace(probe, num_pairs=n), s)
             for d in probed_designs(families, family_keys) for n in pairs for s in seeds
