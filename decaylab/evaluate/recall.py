@@ -126,15 +126,21 @@ class RecallProbe:
     with width and depth ``hidden_size`` and ``num_hidden_layers`` where set (heads of the same
     head width). The schedule is the training's warmup-cosine: 10% warmup, decaying to 0.
 
-    The defaults learn: on the CPU (2026-12-03, benchmarks/calibrate_mqar.py, seed 0) a softmax
-    Transformer of size ``tiny`` reached 0.990 accuracy on 4 pairs in 64 tokens after 3,000 steps at
-    lr 3e-4, Mamba2 (vector) 0.997 and SD-0.99 (vector) 0.519; at lr 1e-3, and with the ``micro``
+    The defaults sit at the edge of learning: on the CPU (2026-12-03, benchmarks/calibrate_mqar.py,
+    seed 0) a softmax Transformer of size ``tiny`` reached 0.990 accuracy on 4 pairs in 64 tokens after
+    3,000 steps at lr 3e-4, Mamba2 (vector) 0.997 and SD-0.99 (vector) 0.519, but with the batches the
+    generator draws since that day (all rows at once: the same task, another random stream) the same
+    probe stayed at 0.290 (2026-12-06; 0.267 with a 256-token vocabulary): at 32 sequences per step
+    the escape from the plateau falls near step 3,000, so whether it happens depends on the data
+    stream. Use 256 sequences per step where the GPU allows (below). At lr 1e-3, and with the ``micro``
     model (heads of 16) at any tried lr up to 6,000 steps, the softmax model stayed on the plateau
     where it picks one of the sequence's values without recall (≈ 1/N). More pairs need more
     training: with the same 3,000 steps of 32 sequences the tiny softmax model reached only 0.227 on
     8 pairs and 0.282 on 16; with 1,500 steps of 128 sequences, 0.401 on 8 pairs (0.250 at lr 1e-3);
     with 1,500 steps of 256 sequences, 1.000 on 8 pairs and 0.262 on 16. On one H200 (16 probes sharing
-    it), 3,000 steps of 256 sequences: softmax 1.000 on 2, 4, 8 and 16 pairs.
+    it), 3,000 steps of 256 sequences: softmax 1.000 on 2, 4, 8 and 16 pairs. With a 256-token task vocabulary
+    (127 keys) it stayed on the plateau at every length, batch and lr tried (benchmarks/RESULTS.md,
+    2026-12-06), where Mamba2, SD-0.99 and TNL learned 16 pairs in 128 tokens.
 
     ``compile_mode`` (None: eager) compiles the probe's model with that ``torch.compile`` mode on
     CUDA (eager elsewhere), as a training run's ``compile=auto``: a tiny model's eager step is
