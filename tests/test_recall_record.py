@@ -139,3 +139,20 @@ def test_a_damaged_record_is_named_in_one_line_by_recall_and_report(sweep_dir, c
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and message in err and "recall.json" in err
     assert (sweep_dir / "recall.json").read_text() == content  # left as it was
+
+
+def test_ctrl_c_keeps_the_points_finished_and_says_how_to_continue(sweep_dir, monkeypatch, capsys):
+    real = record_module.train_job
+    calls = []
+
+    def interrupted_second(job, device=None):
+        calls.append(job)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job, device)
+
+    monkeypatch.setattr(record_module, "train_job", interrupted_second)
+    assert cli_main(["recall", str(sweep_dir), "--families", "c", "--pairs", "1", *PROBE]) == 130
+    assert "run the same command to continue" in capsys.readouterr().err
+    points = json.loads((sweep_dir / "recall.json").read_text())["points"]
+    assert [p["design"]["decay"] for p in points] == [None]  # the softmax reference, finished before Ctrl-C

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -60,19 +61,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Measure the missing points and rewrite the sweep's report: 0, or 2 for bad input."""
+    """Measure the missing points and rewrite the sweep's report: 0, 2 for bad input, 130 after Ctrl-C."""
     import torch
 
     start, started = time.monotonic(), time.time()
     root = Path(args.sweep_dir)
-    record, families, _ = load_sweep(root)
+    _, families, _ = load_sweep(root)
     probe = RecallProbe(seq_len=args.seq_len, vocab_size=args.vocab, steps=args.steps, lr=args.lr,
                         batch_size=args.batch, size=args.size, compile_mode=args.compile_mode)
     workers = args.workers or (16 if torch.cuda.is_available() else len(os.sched_getaffinity(0)))
     deadline = None if args.time_limit is None else start + 60 * args.time_limit
     env = environment()
-    recall, trained, left = measure_recall(root, families, args.families.split(","), probe, args.pairs, args.seeds,
-                                  workers, deadline, log=lambda line: print(line, flush=True))
+    try:
+        recall, trained, left = measure_recall(root, families, args.families.split(","), probe, args.pairs,
+                                               args.seeds, workers, deadline, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # every finished point is in the record already
+        print(f"\ninterrupted: run the same command to continue ({root / RECALL_FILE})", file=sys.stderr)
+        return 130
     recall.setdefault("invocations", []).append(
         {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
          "wall_s": round(time.monotonic() - start, 1), "workers": workers, "trained": trained,

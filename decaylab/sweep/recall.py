@@ -70,7 +70,8 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[Job, dict], Non
     """Train ``jobs``, ``workers`` at a time in spawned processes of one thread each (sharing the GPU
     where there is one; ``workers`` 1: in this process), calling ``on_result(job, result)`` as each
     ends. With a ``deadline`` (a :func:`time.monotonic` value) a job starts only if it would end in
-    time should it take as long as the longest finished so far (the first ``workers`` always start).
+    time should it take as long as the longest finished so far (until one has finished, any starts
+    before the deadline).
     Returns the jobs not started."""
     longest, pending = 0.0, list(jobs)
 
