@@ -3,8 +3,9 @@
 Each grid point trains a fresh model of the ``--size`` preset on MQAR as ``decaylab recall`` does
 (``decaylab.sweep.recall``: the training loop's optimizer, schedule and step) and scores held-out
 sequences; points run in parallel worker processes (one thread each) sharing the device. This script
-adds the axes ``decaylab recall`` keeps fixed (learning rate, steps, width, depth), to choose them. The goal (issue 16): settings where the softmax
-reference reaches ≥ 0.95 accuracy and the decay designs spread between chance and 1.
+adds the axes ``decaylab recall`` keeps fixed (learning rate, steps, width, depth), to choose them.
+The goal (issue 16): settings where the softmax reference reaches ≥ 0.95 accuracy and the decay
+designs spread between chance and 1.
 
 A design is a decay name with an optional granularity (``tnl:scalar``; ``--granularity`` otherwise) or
 ``softmax``. The task axes are the number of key–value pairs and the sequence length (a longer sequence

@@ -37,3 +37,17 @@ positive_int = bounded(int, 1)
 non_negative_int = bounded(int, 0)
 positive_float = bounded(float, 0, strict=True)
 non_negative_float = bounded(float, 0)
+
+
+def integer_list(minimum: int) -> Callable[[str], list[int]]:
+    """An argparse ``type``: comma-separated integers ≥ ``minimum``, sorted, once each."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = sorted({int(v) for v in text.split(",") if v.strip()})
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,32,64; got {text!r}") from None
+        if not values or values[0] < minimum:
+            raise argparse.ArgumentTypeError(f"expected integers >= {minimum}; got {text!r}")
+        return values
+
+    return parse

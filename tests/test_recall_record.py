@@ -156,3 +156,13 @@ def test_ctrl_c_keeps_the_points_finished_and_says_how_to_continue(sweep_dir, mo
     assert "run the same command to continue" in capsys.readouterr().err
     points = json.loads((sweep_dir / "recall.json").read_text())["points"]
     assert [p["design"]["decay"] for p in points] == [None]  # the softmax reference, finished before Ctrl-C
+
+
+@pytest.mark.parametrize("option, value, message", [("--pairs", "8,x", "comma-separated integers"),
+                                                     ("--pairs", "0,8", "integers >= 1"),
+                                                     ("--seeds", "-1", "integers >= 0")])
+def test_bad_numbers_are_refused_in_one_line(sweep_dir, capsys, option, value, message):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["recall", str(sweep_dir), option, value])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0 and message in err and option in err

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from decaylab.cli_args import positive_float, positive_int
+from decaylab.cli_args import integer_list, positive_float, positive_int
 from decaylab.evaluate.recall import RecallProbe
 from decaylab.model import PRESETS
 from decaylab.sweep.recall import RECALL_FILE, measure_recall
@@ -23,27 +23,13 @@ from decaylab.sweep.rundir import load_sweep, write_json_atomic
 from decaylab.sweep.runner import environment
 
 
-def integers(minimum: int):
-    """An argparse ``type``: comma-separated integers ≥ ``minimum``, sorted, once each."""
-    def parse(text: str) -> list[int]:
-        try:
-            values = sorted({int(v) for v in text.split(",") if v.strip()})
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,32,64; got {text!r}") from None
-        if not values or values[0] < minimum:
-            raise argparse.ArgumentTypeError(f"expected integers >= {minimum}; got {text!r}")
-        return values
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``recall`` options to ``parser``."""
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory made by `decaylab sweep --out`")
     parser.add_argument("--families", default="a,c", help="the families whose designs are probed")
-    parser.add_argument("--pairs", type=integers(1), default=[4, 8, 16], metavar="N,...",
+    parser.add_argument("--pairs", type=integer_list(1), default=[4, 8, 16], metavar="N,...",
                         help="numbers of key–value pairs, one probe each")
-    parser.add_argument("--seeds", type=integers(0), default=[0], metavar="S,...", help="probe seeds")
+    parser.add_argument("--seeds", type=integer_list(0), default=[0], metavar="S,...", help="probe seeds")
     parser.add_argument("--seq-len", type=positive_int, default=64, help="MQAR sequence length")
     parser.add_argument("--vocab", type=positive_int, default=64, help="MQAR task vocabulary")
     parser.add_argument("--steps", type=positive_int, default=3000, help="training steps of each probe")
