@@ -155,12 +155,15 @@ def measure_recall(root: Path, families: dict[str, Family], family_keys: list[st
             if (design_key(d), n, s) not in done]
     log(f"recall: {len(jobs)} probes to train ({len(done)} in the record), {workers} at a time")
 
+    finished: list[Job] = []
+
     def keep(job: Job, result: dict) -> None:
         record["points"].append({"design": design_record(job.design), "num_pairs": job.probe.num_pairs,
                                  "seed": job.seed, **{k: result[k] for k in (
                                      "accuracy", "chance", "final_loss", "skipped_steps", "seconds")}})
         write_json_atomic(root / RECALL_FILE, record)
-        log(f"  {design_key(job.design):<34} {job.probe.num_pairs:>4} pairs  seed {job.seed}  "
+        finished.append(job)
+        log(f"  [{len(finished)}/{len(jobs)}] {design_key(job.design):<34} {job.probe.num_pairs:>4} pairs  seed {job.seed}  "
             f"accuracy {result['accuracy']:.3f}  ({result['seconds']:.0f} s)")
 
     left = run_jobs(jobs, workers, keep, deadline)
