@@ -9,6 +9,7 @@ the same computation.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -58,8 +59,12 @@ def init_runtime(device: str = "auto") -> Runtime:
 
 
 def shutdown(rt: Runtime) -> None:
-    """Leave the process group if this run created it."""
+    """Leave the process group if this run created it. The wrapped model (DDP's reducer, FSDP2's
+    hooks) sits in reference cycles that hold the group, so they are collected first: left to the
+    interpreter's exit, the gloo group's threads could be torn down during finalization, which
+    aborts the process ("terminate called without an active exception") after a finished run."""
     if rt.owns_process_group and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
