@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from decaylab.train import train
 from decaylab.train.metrics import read_metrics
@@ -65,3 +66,32 @@ def test_ddp_and_fsdp2_match_one_process(tmp_path, dataset_dir):
     train(tiny_config(resumed, dataset_dir, micro_batch_size=4, **FIELDS))
     assert [r["step"] for r in read_metrics(resumed)] == [4, 5, 6]
     assert_same_trajectory(trajectory(resumed), expected[3:])
+
+
+def test_shutdown_frees_what_reference_cycles_hold_before_leaving_the_group(monkeypatch):
+    """A wrapped model in a reference cycle (as DDP's is) still holds the process group when training
+    returns; shutdown collects it before destroying the group, not at the interpreter's exit."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+
+    from decaylab.train.distributed import Runtime, shutdown
+
+    class Wrapper:  # stands in for DDP: holds the group, in a cycle with itself
+        pass
+
+    wrapper = Wrapper()
+    wrapper.me = wrapper
+    alive = weakref.ref(wrapper)
+    del wrapper
+    seen = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: seen.append(alive() is None))
+    gc.disable()  # no collection but shutdown's own
+    try:
+        assert alive() is not None
+        shutdown(Runtime(0, 2, 0, torch.device("cpu"), True))
+    finally:
+        gc.enable()
+    assert seen == [True]
