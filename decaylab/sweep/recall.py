@@ -10,17 +10,19 @@ a run. The record is ``SWEEP_DIR/recall.json``::
      "pairs":  [N, ...], "seeds": [s, ...], "families": ["a", "c"],
      "points": [{"design": <design record>, "num_pairs", "seed", "accuracy", "chance", "final_loss",
                  "skipped_steps", "seconds"}, ...],
-     "invocations": [{"started", "wall_s", "done", "hardware", "torch", ...}, ...]}
+     "invocations": [{"started", "wall_s", "workers", "trained", "not_started", "hardware", "torch", ...}, ...]}
 
 It is rewritten (atomically) after every point, so a call stopped at its time limit keeps what it
-finished, and a later call with the same settings trains only the missing points; other settings
-are refused (another ``--out``). The report draws it (:mod:`decaylab.sweep.report`).
+finished, and a later call with the same settings trains only the missing points; other probe
+settings are refused (the record must be moved away first). The report draws it
+(:mod:`decaylab.sweep.report`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -170,9 +172,17 @@ def measure_recall(root: Path, families: dict[str, Family], family_keys: list[st
     return record, len(jobs) - len(left), len(left)
 
 
+def mean_by_pairs(points: Iterable[tuple[int, float]]) -> dict[int, float]:
+    """Number of pairs → mean accuracy of the ``(num_pairs, accuracy)`` points, by increasing number."""
+    by: dict[int, list[float]] = {}
+    for n, accuracy in points:
+        by.setdefault(n, []).append(accuracy)
+    return {n: statistics.fmean(a) for n, a in sorted(by.items())}
+
+
 def recall_curves(record: dict) -> dict[str, dict[int, float]]:
     """Design key → number of pairs → accuracy (mean over the record's seeds)."""
-    by: dict[str, dict[int, list[float]]] = {}
+    by: dict[str, list[tuple[int, float]]] = {}
     for p in record["points"]:
-        by.setdefault(design_key(design_from_record(p["design"])), {}).setdefault(p["num_pairs"], []).append(p["accuracy"])
-    return {k: {n: sum(a) / len(a) for n, a in sorted(c.items())} for k, c in by.items()}
+        by.setdefault(design_key(design_from_record(p["design"])), []).append((p["num_pairs"], p["accuracy"]))
+    return {k: mean_by_pairs(points) for k, points in by.items()}

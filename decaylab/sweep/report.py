@@ -35,7 +35,7 @@ from pathlib import Path
 
 from decaylab.atomic import write_text_atomic
 from decaylab.sweep.presets import CURVE_SEED, Family, design_key, design_label
-from decaylab.sweep.recall import RECALL_FILE, read_recall, recall_curves
+from decaylab.sweep.recall import RECALL_FILE, mean_by_pairs, read_recall, recall_curves
 from decaylab.sweep.rundir import REPORT_DIR, DesignResult, collect
 from decaylab.sweep.verdicts import (
     Claim,
@@ -308,11 +308,8 @@ def plot_loss_against_decay(family: Family, results: dict[str, DesignResult], pa
 def _curve(res: DesignResult, main_pairs: int) -> dict[int, float]:
     """Number of pairs → MQAR accuracy (mean over the runs that measured it): the recall curve's
     points and the main probe's ``main_pairs``."""
-    by_pairs: dict[int, list[float]] = {main_pairs: list(res.values.get("recall", []))}
-    for points in res.recall_curve:
-        for p in points:
-            by_pairs.setdefault(p["num_pairs"], []).append(p["accuracy"])
-    return {n: statistics.fmean(a) for n, a in sorted(by_pairs.items()) if a}
+    main = [(main_pairs, accuracy) for accuracy in res.values.get("recall", [])]
+    return mean_by_pairs(main + [(p["num_pairs"], p["accuracy"]) for points in res.recall_curve for p in points])
 
 
 def recall_section(family: Family, curves: dict[str, dict[int, float]], chance: float, path: Path,

@@ -59,8 +59,8 @@ def init_runtime(device: str = "auto") -> Runtime:
 
 
 def shutdown(rt: Runtime) -> None:
-    """Leave the process group if this run created it. The wrapped model (DDP's reducer, FSDP2's
-    hooks) sits in reference cycles that hold the group, so they are collected first: left to the
+    """Leave the process group if this run created it. The wrapped model (measured for DDP) sits in
+    reference cycles that hold the group, so they are collected first: left to the
     interpreter's exit, the gloo group's threads could be torn down during finalization, which
     aborts the process ("terminate called without an active exception") after a finished run."""
     if rt.owns_process_group and dist.is_initialized():
