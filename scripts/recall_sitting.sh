@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Usage (on the device, carrying .whl): bash scripts/recall_sitting.sh [MINUTES, default 8.3]
+# One device call: the recall record (issue 16 item 1); if its softmax reference stays below 0.95 at
+# every number of pairs, the record is stopped and the rest of the call calibrates the reference alone.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u; git log -1 --format=%h
+START=$(date +%s)
+R=reports/h200-optimal/sweep/recall.json
+(while sleep 10; do [ -f $R ] && cp $R $OUT/; done) &
+python3 -m decaylab recall reports/h200-optimal/sweep --pairs 8,16,31 --seq-len 128 --vocab 64 --batch 256 \
+    --lr 1e-3 --time-limit ${1:-8.3} > $OUT/recall.log 2>&1 &
+P=$!
+verdict() { python3 - "$R" <<'PY'
+import json, sys
+try:
+    record = json.load(open(sys.argv[1]))
+except Exception:
+    print("wait"); sys.exit()
+softmax = [p["accuracy"] for p in record["points"] if p["design"]["decay"] is None]
+print("wait" if len(softmax) < 3 else ("ok" if max(softmax) >= 0.95 else "fail"))
+PY
+}
+V=wait
+while kill -0 $P 2>/dev/null; do
+    sleep 10; V=$(verdict)
+    [ "$V" = wait ] || break
+done
+echo "softmax reference: $V after $(( $(date +%s) - START )) s"
+if [ "$V" = fail ]; then
+    kill -TERM $P; sleep 5; pkill -TERM -f "decaylab recall"; pkill -TERM -f multiprocessing; sleep 5
+    cp $R $OUT/recall-uncalibrated.json
+    python3 benchmarks/calibrate_mqar.py --designs softmax --pairs 8,16 --seq-lens 64,128 --lrs 3e-4,1e-3,3e-3 \
+        --steps 3000 --vocab 64 --batch 256 --size tiny --workers 16 --json $OUT/calibrate.json \
+        > $OUT/calibrate.log 2>&1
+    tail -20 $OUT/calibrate.log
+else
+    wait $P; echo "recall exit $?"
+fi
+cp $R $OUT/ 2>/dev/null; date -u; tail -30 $OUT/recall.log
