@@ -11,14 +11,17 @@ R=reports/h200-optimal/sweep/recall.json
 python3 -m decaylab recall reports/h200-optimal/sweep --pairs 8,16,31 --seq-len 128 --vocab 64 --batch 256 \
     --lr 1e-3 --time-limit ${1:-8.3} > $OUT/recall.log 2>&1 &
 P=$!
-verdict() { python3 - "$R" <<'PY'
-import json, sys
-try:
-    record = json.load(open(sys.argv[1]))
-except Exception:
-    print("wait"); sys.exit()
-softmax = [p["accuracy"] for p in record["points"] if p["design"]["decay"] is None]
-print("wait" if len(softmax) < 3 else ("ok" if max(softmax) >= 0.95 else "fail"))
+verdict() { python3 - <<'PY'
+from pathlib import Path
+from decaylab.sweep.recall import read_recall, recall_curves
+from decaylab.sweep.report import CALIBRATED_ACCURACY
+record = read_recall(Path("reports/h200-optimal/sweep"))
+if record is None:
+    print("wait")
+else:  # the reference is probed first, at every number of pairs
+    reference = recall_curves(record).get("softmax", {})
+    done = len(reference) == len(record["pairs"])
+    print("wait" if not done else "ok" if max(reference.values()) >= CALIBRATED_ACCURACY else "fail")
 PY
 }
 V=wait
@@ -28,7 +31,7 @@ while kill -0 $P 2>/dev/null; do
 done
 echo "softmax reference: $V after $(( $(date +%s) - START )) s"
 if [ "$V" = fail ]; then
-    kill -TERM $P; sleep 5; pkill -TERM -f "decaylab recall"; pkill -TERM -f multiprocessing; sleep 5
+    kill -TERM $P; pkill -TERM -f multiprocessing.spawn; sleep 5  # the record and its workers
     cp $R $OUT/recall-uncalibrated.json
     python3 benchmarks/calibrate_mqar.py --designs softmax --pairs 8,16 --seq-lens 64,128 --lrs 3e-4,1e-3,3e-3 \
         --steps 3000 --vocab 64 --batch 256 --size tiny --workers 16 --json $OUT/calibrate.json \
