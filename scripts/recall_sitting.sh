@@ -2,12 +2,13 @@
 # Usage (on the device, carrying .whl): bash scripts/recall_sitting.sh [MINUTES, default 8.3]
 # One device call: the recall record (issue 16 item 1); if its softmax reference stays below 0.95 at
 # every number of pairs, the record is stopped and the rest of the call calibrates the reference alone.
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u; git log -1 --format=%h
 START=$(date +%s)
 R=reports/h200-optimal/sweep/recall.json
 (while sleep 10; do [ -f $R ] && cp $R $OUT/; done) &
+trap "kill $! 2>/dev/null" EXIT  # the copier holds stdout: a pipe after this script would wait for it
 python3 -m decaylab recall reports/h200-optimal/sweep --pairs 8,16,31 --seq-len 128 --vocab 64 --batch 256 \
     --lr 1e-3 --time-limit ${1:-8.3} > $OUT/recall.log 2>&1 &
 P=$!
