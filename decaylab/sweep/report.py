@@ -12,11 +12,11 @@
     loss_<f>.png         training loss over the last half of training (smoothed), one line per design
     decay_<f>.png        median decay per layer, one line per design, decay on [0, 1]
     extrapolation_<f>.png  perplexity by position up to 4× the training length
-    recall_<f>.png       MQAR accuracy against the number of key–value pairs (with its table), where
-                         the scale measures the recall curve on the runs
+    recall_<f>.png       MQAR accuracy by design and number of key–value pairs, a grid on [0, 1]
+                         (with its table), where the scale measures the recall curve on the runs
     recall_pairs_<f>.png the same from the sweep's recall record (``decaylab recall``), where it has one
 
-Within a family every design keeps one colour, marker and line style (:func:`design_style`).
+Within a family every design keeps one colour, marker and line style in the line figures (:func:`design_style`).
 
 Every file is written to a temporary name and renamed into place, and ``report.md`` is written
 last, so a reader never sees a partial file or a Markdown file pointing at a missing figure.
@@ -314,25 +314,29 @@ def _curve(res: DesignResult, main_pairs: int) -> dict[int, float]:
 
 def recall_section(family: Family, curves: dict[str, dict[int, float]], chance: float, path: Path,
                    what: str) -> list[str]:
-    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs, one line and
-    row per design of ``family`` in ``curves`` (design key → pairs → accuracy), the chance level
-    dashed, under the sentence ``what``; [] (and no figure) where no design of the family has a curve."""
+    """Figure (``path``) and table of MQAR accuracy against the number of key–value pairs, a row per
+    design of ``family`` in ``curves`` (design key → pairs → accuracy), under the sentence ``what``; []
+    (and no figure) where no design of the family has a curve. The figure is a grid, design × pairs,
+    coloured on the fixed scale [0, 1] with each accuracy written in its cell: designs that all
+    reach 1 stay apart, where their lines would lie on one another."""
     found = [(i, d, curves[design_key(d)]) for i, d in enumerate(family.designs) if curves.get(design_key(d))]
     if not found:
         path.unlink(missing_ok=True)
         return []
+    import numpy as np
+
     pairs = sorted({n for _, _, c in found for n in c})  # chance (the value range) is the same for every number
-    fig, ax = _figure()
-    for i, d, curve in found:
-        ax.plot(list(curve), list(curve.values()), label=design_label(d), **design_style(i))
-    ax.plot(pairs, [chance] * len(pairs), color="grey", linestyle="--", linewidth=0.8, label="chance")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(pairs, [str(n) for n in pairs])
-    ax.set_ylim(0, 1.02)  # a curve at 1 stays visible
+    grid = np.array([[c.get(n, np.nan) for n in pairs] for _, _, c in found])
+    fig, ax = _figure(1.1 * len(pairs) + 4.5, 0.32 * len(found) + 1.6)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (row, column), accuracy in np.ndenumerate(grid):
+        ax.text(column, row, "—" if np.isnan(accuracy) else f"{accuracy:.2f}", ha="center", va="center",
+                fontsize="x-small", color="black" if accuracy > 0.6 else "white")
+    ax.set_xticks(range(len(pairs)), [str(n) for n in pairs])
+    ax.set_yticks(range(len(found)), [design_label(d) for _, d, _ in found], fontsize="small")
     ax.set_xlabel("key–value pairs in the sequence")
-    ax.set_ylabel("MQAR query accuracy")
-    ax.set_title(f"({family.key}) {family.name}: recall against the number of pairs")
-    _legend(ax, len(found) + 1)
+    fig.colorbar(image, ax=ax, label=f"MQAR query accuracy (chance {chance:.3f})")
+    ax.set_title(f"({family.key}) {family.name}: recall against the number of pairs", fontsize="medium")
     _save(fig, path)
     table = ["| design | " + " | ".join(f"{n} pair{'s' * (n != 1)}" for n in pairs) + " |",
              "|---|" + "---|" * len(pairs)]
