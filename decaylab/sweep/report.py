@@ -319,29 +319,30 @@ def recall_section(family: Family, curves: dict[str, dict[int, float]], chance: 
     (and no figure) where no design of the family has a curve. The figure is a grid, design × pairs,
     coloured on the fixed scale [0, 1] with each accuracy written in its cell: designs that all
     reach 1 stay apart, where their lines would lie on one another."""
-    found = [(i, d, curves[design_key(d)]) for i, d in enumerate(family.designs) if curves.get(design_key(d))]
+    found = [(d, curves[design_key(d)]) for d in family.designs if curves.get(design_key(d))]
     if not found:
         path.unlink(missing_ok=True)
         return []
     import numpy as np
 
-    pairs = sorted({n for _, _, c in found for n in c})  # chance (the value range) is the same for every number
-    grid = np.array([[c.get(n, np.nan) for n in pairs] for _, _, c in found])
+    pairs = sorted({n for _, c in found for n in c})  # chance (the value range) is the same for every number
+    grid = np.array([[c.get(n, np.nan) for n in pairs] for _, c in found])
     fig, ax = _figure(1.1 * len(pairs) + 4.5, 0.32 * len(found) + 1.6)
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for (row, column), accuracy in np.ndenumerate(grid):
-        ax.text(column, row, "—" if np.isnan(accuracy) else f"{accuracy:.2f}", ha="center", va="center",
-                fontsize="x-small", color="black" if accuracy > 0.6 else "white")
+        missing = np.isnan(accuracy)  # an empty (white) cell
+        ax.text(column, row, "—" if missing else f"{accuracy:.2f}", ha="center", va="center",
+                fontsize="x-small", color="black" if missing or accuracy > 0.6 else "white")
     ax.set_xticks(range(len(pairs)), [str(n) for n in pairs])
-    ax.set_yticks(range(len(found)), [design_label(d) for _, d, _ in found], fontsize="small")
-    ax.set_xlabel("key–value pairs in the sequence")
-    fig.colorbar(image, ax=ax, label=f"MQAR query accuracy (chance {chance:.3f})")
+    ax.set_yticks(range(len(found)), [design_label(d) for d, _ in found], fontsize="small")
+    ax.set_xlabel(f"key–value pairs in the sequence (chance {chance:.3f})")
+    fig.colorbar(image, ax=ax, label="MQAR query accuracy")
     ax.set_title(f"({family.key}) {family.name}: recall against the number of pairs", fontsize="medium")
     _save(fig, path)
     table = ["| design | " + " | ".join(f"{n} pair{'s' * (n != 1)}" for n in pairs) + " |",
              "|---|" + "---|" * len(pairs)]
     table += [f"| {design_label(d)} | " + " | ".join(f"{c[n]:.3f}" if n in c else "—" for n in pairs) + " |"
-              for _, d, c in found]
+              for d, c in found]
     table.append("| chance | " + " | ".join(f"{chance:.4f}" for _ in pairs) + " |")
     return [f"![MQAR accuracy against key–value pairs, family {family.key}]({path.name})", "", what, "", *table, ""]
 
