@@ -23,14 +23,7 @@ fi
 PRESET="$1"; DIR="$2"; MINUTES="$3"; KILL_AFTER="${4:-$((MINUTES * 60 + 120))}"
 OUT="${OUT:-.}"
 mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "gpu_sitting: installing the carried wheels failed" >&2; exit 2; }
-  export PYTHONPATH="/tmp/site:$PWD"
-else
-  export PYTHONPATH="$PWD"
-fi
-export PYTHONUNBUFFERED=1
+source "$(dirname "$0")/device_env.sh"
 for archive in .carry/*.tar.gz; do
   [[ -e "$archive" ]] || continue
   tar xzf "$archive" --skip-old-files || { echo "gpu_sitting: unpacking $archive failed" >&2; exit 2; }

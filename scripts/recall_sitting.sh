@@ -2,8 +2,7 @@
 # Usage (on the device, carrying .whl): bash scripts/recall_sitting.sh [MINUTES, default 8.3]
 # One device call: the recall record (issue 16 item 1); if its softmax reference stays below 0.95 at
 # every number of pairs, the record is stopped and the rest of the call calibrates the reference alone.
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u; git log -1 --format=%h
 START=$(date +%s)
 R=reports/h200-optimal/sweep/recall.json
@@ -14,13 +13,14 @@ python3 -m decaylab recall reports/h200-optimal/sweep --pairs 8,16,31 --seq-len 
 P=$!
 verdict() { python3 - <<'PY'
 from pathlib import Path
+from decaylab.sweep.presets import design_key
 from decaylab.sweep.recall import read_recall, recall_curves
 from decaylab.sweep.report import CALIBRATED_ACCURACY
 record = read_recall(Path("reports/h200-optimal/sweep"))
 if record is None:
     print("wait")
 else:  # the reference is probed first, at every number of pairs
-    reference = recall_curves(record).get("softmax", {})
+    reference = recall_curves(record).get(design_key(None), {})
     done = len(reference) == len(record["pairs"])
     print("wait" if not done else "ok" if max(reference.values()) >= CALIBRATED_ACCURACY else "fail")
 PY
