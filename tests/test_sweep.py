@@ -643,6 +643,37 @@ def test_initial_decay_is_measured_on_the_step0_model(tmp_path, dataset_dir):
         next(root.glob("runs/softmax-s0/eval.json")).read_text())["initial_decay"]
 
 
+def test_runs_that_shared_a_gpu_stay_out_of_the_design_throughput(tmp_path, dataset_dir):
+    """A run trained with other workers on its GPU (its invocation's ``runs_per_gpu`` > 1) keeps its
+    loss in the design's results but not its rates, which measure the sharing; runs.csv keeps them
+    with ``runs_per_gpu``, and the report says how many runs its rates leave out."""
+    from decaylab.sweep.rundir import collect, record_invocation
+    from decaylab.sweep.report import write_report
+    from decaylab.sweep.runner import environment, run_sweep, runs_per_gpu, worker_slots
+
+    assert runs_per_gpu([{"CUDA_VISIBLE_DEVICES": str(i % 2)} for i in range(5)]) == 3
+    assert runs_per_gpu([{"CUDA_VISIBLE_DEVICES": "0"}]) == 1
+    assert runs_per_gpu(worker_slots(3)) == 0  # this CPU: no worker has a GPU
+    root, scale = tmp_path / "sweep", _test_scale(str(dataset_dir))
+    tnl = DecaySpec("tnl", "scalar")
+    families = {"a": Family("a", "parameterization", "?", (tnl, SOFTMAX))}
+    data = prepare_data(scale.data, progress=False)
+    init_sweep(root, "test", families, scale, (0, 1), data)
+    runs = expand(families, (0, 1))
+    assert {o.status for o in run_sweep(root, runs, scale, data, workers=2, log=lambda line: None)} == {"done"}
+    shared_run = next(r.run_id for r in runs if r.design == tnl and r.seed == 1)
+    record_invocation(root, {"command": "decaylab sweep", "started": "now", "wall_s": 1.0, "done": 1, "skipped": 0,
+                             "failed": 0, "runs_done": [shared_run], "runs_per_gpu": 4, **environment()})
+    _, _, results, rows = collect(root)
+    tnl_result = results[presets.design_key(tnl)]
+    assert len(tnl_result.losses()) == 2
+    assert all(len(tnl_result.values[k]) == 1 for k in ("steady_tokens_per_s", "tokens_per_s", "train_time_s"))
+    assert len(results[presets.design_key(SOFTMAX)].values["tokens_per_s"]) == 2
+    row = next(r for r in rows if r["run_id"] == shared_run)
+    assert row["runs_per_gpu"] == 4 and row["tokens_per_s"] > 0
+    assert "1 runs trained with 4 workers sharing a GPU are left out" in write_report(root).read_text()
+
+
 def test_worker_drops_compiled_graphs_only_when_the_design_changes(tmp_path):
     """The worker process resets torch.compile before a run of another design than the last (its
     recompile limit counts every configuration of the process: the study's sweep trained eager from

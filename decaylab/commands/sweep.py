@@ -28,7 +28,7 @@ from decaylab.sweep.rundir import (
     run_dir,
     run_state,
 )
-from decaylab.sweep.runner import environment, prepare_data, run_sweep
+from decaylab.sweep.runner import environment, prepare_data, run_sweep, runs_per_gpu, worker_slots
 
 DESCRIPTION = """\
 Run the paper's experiment families: (a) decay parameterization, (b) parameter sharing,
@@ -154,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     record_invocation(root, {"command": _command_line(args, root), "wall_s": round(seconds, 1), **counts,
                              "runs_done": [o.run_id for o in outcomes if o.status == "done"],
+                             "runs_per_gpu": runs_per_gpu(worker_slots(args.workers)),
                              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
                              **env})
     if counts["interrupted"]:

@@ -119,7 +119,7 @@ def results_csv(families: dict[str, Family], results: dict[str, DesignResult]) -
 def runs_csv(rows: list[dict]) -> str:
     fields = ["run_id", "design", "seed", "families", "state", "val_loss", "val_ppl", "extrap_ppl", "recall",
               "cloze_acc", "cloze_ppl", "steady_tokens_per_s", "tokens_per_s", "params", "tokens", "train_time_s",
-              "error"]
+              "runs_per_gpu", "error"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -443,10 +443,22 @@ def _header(record: dict, results: dict[str, DesignResult], rows: list[dict]) ->
          "whose every target token is the model's greedy choice (an lm-eval local task; — where the scale "
          "runs none). Tokens/s: median training throughput over the logged windows of steps, the first step "
          "(which compiles the model) left out; train s: seconds of all training steps, compile included "
-         "(runs.csv has both rates). "
+         "(runs.csv has both rates). " + _shared_note(rows) +
          "Per-run numbers: [runs.csv](runs.csv); per design: [results.csv](results.csv)."),
     ]
     return lines
+
+
+def _shared_note(rows: list[dict]) -> str:
+    """Which runs the throughput columns leave out: those trained with other runs on their GPU."""
+    shared = [r for r in rows if r.get("runs_per_gpu")]
+    if not shared:
+        return ""
+    counts = sorted({r["runs_per_gpu"] for r in shared})
+    sharing = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return (f"Both rates count only runs that had their GPU to themselves: {len(shared)} runs trained with "
+            f"{sharing} workers sharing a GPU are left out "
+            "of them (runs.csv keeps their rates and `runs_per_gpu`). ")
 
 
 def _claims(families: dict[str, Family], results: dict[str, DesignResult]) -> list[Claim]:

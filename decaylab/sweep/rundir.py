@@ -298,9 +298,21 @@ def run_metrics(path: Path, curve: list[dict] | None = None) -> dict[str, float]
     return out
 
 
+# Rates of a run that measure its GPU's load as much as the design.
+THROUGHPUT_KEYS = ("steady_tokens_per_s", "tokens_per_s", "train_time_s")
+
+
+def shared_gpu_runs(record: dict) -> dict[str, int]:
+    """The runs an invocation of the sweep trained with other workers on their GPU, with how many
+    shared it (its ``runs_per_gpu``; an invocation recorded before that was had one run per GPU)."""
+    return {run_id: call["runs_per_gpu"] for call in record.get("invocations", [])
+            if call.get("runs_per_gpu", 0) > 1 for run_id in call.get("runs_done", [])}
+
+
 def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult], list[dict]]:
     """Read a sweep directory: its record, families, results by design key and one row per run."""
     record, families, runs = load_sweep(root)
+    shared = shared_gpu_runs(record)
     results: dict[str, DesignResult] = {}
     rows = []
     for run in runs:
@@ -312,7 +324,8 @@ def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult
         curve = read_metrics(path) if finished else []
         metrics = run_metrics(path, curve) if finished else {}
         for k, v in metrics.items():
-            res.values.setdefault(k, []).append(float(v))
+            if not (run.run_id in shared and k in THROUGHPUT_KEYS):
+                res.values.setdefault(k, []).append(float(v))
         if finished:
             res.curves.append(curve)
             evaluation = read_evaluation(path)
@@ -326,5 +339,6 @@ def collect(root: Path) -> tuple[dict, dict[str, Family], dict[str, DesignResult
         failed = read_json(path / FAILED_FILE)
         error = corrupt_result(path) or (failed["log_tail"][-1] if failed and failed["log_tail"] else "")
         rows.append({"run_id": run.run_id, "design": design_label(run.design), "seed": run.seed,
-                     "families": " ".join(run.families), "state": state, **metrics, "error": error})
+                     "families": " ".join(run.families), "state": state, **metrics,
+                     "runs_per_gpu": shared.get(run.run_id, ""), "error": error})
     return record, families, results, rows

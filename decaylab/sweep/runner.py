@@ -128,6 +128,14 @@ def worker_slots(workers: int | None) -> list[dict[str, str]]:
     return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""} for _ in range(n)]
 
 
+def runs_per_gpu(envs: list[dict[str, str]]) -> int:
+    """How many of the workers with environments ``envs`` share one GPU at most (0: none has a GPU).
+    Runs trained on a shared GPU measure the sharing, not the design: the report leaves their
+    throughput out of the design tables."""
+    gpus = [env["CUDA_VISIBLE_DEVICES"] for env in envs if env.get("CUDA_VISIBLE_DEVICES")]
+    return max((gpus.count(g) for g in gpus), default=0)
+
+
 class Worker:
     """One long-lived worker process (``python -m decaylab.sweep.runner`` with ``env``) that runs
     the run directories it is sent one at a time; restarted if it dies. Importing torch and
