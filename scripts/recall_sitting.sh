@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage (on the device, carrying .whl): bash scripts/recall_sitting.sh [MINUTES, default 8.3]
+# Usage (on the device, carrying .whl): bash scripts/recall_sitting.sh [MINUTES, default 8.3 [SEEDS, default 0]]
 # One device call: the recall record (issue 16 item 1); if its softmax reference stays below 0.95 at
 # every number of pairs, the record is stopped and the rest of the call calibrates the reference alone.
 source "$(dirname "$0")/device_env.sh"
@@ -9,7 +9,7 @@ R=reports/h200-optimal/sweep/recall.json
 (while sleep 10; do [ -f $R ] && cp $R $OUT/; done) &
 trap "kill $! 2>/dev/null" EXIT  # the copier holds stdout: a pipe after this script would wait for it
 python3 -m decaylab recall reports/h200-optimal/sweep --pairs 8,16,31 --seq-len 128 --vocab 64 --batch 256 \
-    --lr 1e-3 --time-limit ${1:-8.3} > $OUT/recall.log 2>&1 &
+    --lr 1e-3 --seeds ${2:-0} --time-limit ${1:-8.3} > $OUT/recall.log 2>&1 &
 P=$!
 verdict() { python3 - <<'PY'
 from pathlib import Path
